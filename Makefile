@@ -1,0 +1,40 @@
+# The two first commands: `make demo` (set up, start Kafka, run the pipeline) and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FOUNDRY := $(VENV)/bin/foundry
+KAFKA_HOME ?= var/kafka
+BOOTSTRAP ?= 127.0.0.1:9092
+CORPUS ?=
+DOCS ?= 20000
+OUT ?= out
+# pip and Maven keep their caches outside the clone (~/.cache/pip, ~/.m2), so a
+# second install on the same machine reuses the downloads.
+
+.PHONY: install demo test bench kafka-up kafka-down clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(FOUNDRY) run --bootstrap $(BOOTSTRAP) --kafka-home $(KAFKA_HOME) --out $(OUT) \
+	  $(if $(CORPUS),$(foreach c,$(CORPUS),--corpus $(c)),--generate $(DOCS))
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: install
+	$(PY) bench/pipeline.py
+
+kafka-up: install
+	$(FOUNDRY) kafka up --home $(KAFKA_HOME)
+
+kafka-down: install
+	$(FOUNDRY) kafka down --home $(KAFKA_HOME)
+
+clean:
+	rm -rf $(OUT) var

@@ -1,0 +1,66 @@
+"""The rejection ledger: every Rejection, once, in Parquet parts."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from consumers.partitioned_sink import END_OFFSET_KEY, PartitionedSink, atomic_write, read_part_end
+from schemas import Rejection, SchemaError, Topics
+from schemas.shard_format import part_name
+
+LEDGER_COLUMNS = ("id", "reason", "stage", "recipe_version", "source", "url", "detail", "duplicate_of",
+                  "score", "content_hash", "raw_ref", "n_bytes", "budget_version", "partition", "offset")
+
+
+class RejectionLedger(PartitionedSink):
+    def __init__(self, bootstrap: str, out_dir: str | Path, *, namespace: str = "live", recipe_version: str,
+                 max_rows: int = 50_000, timeout_s: float | None = 5.0):
+        topics = Topics(namespace=namespace)
+        super().__init__(bootstrap, topics.rejections, f"foundry-{namespace}-{recipe_version}-ledger",
+                         max_size=max_rows, max_bytes=256 << 20, timeout_s=timeout_s)
+        self.dir = Path(out_dir) / "ledger"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.recipe_version = recipe_version
+
+    def decode(self, msg) -> Rejection:
+        try:
+            return Rejection.decode(msg.value())
+        except SchemaError as err:
+            # Even a broken rejection is recorded, under its coordinates.
+            return Rejection(id=f"{msg.topic()}:{msg.partition()}:{msg.offset()}", reason=err.reason.value,
+                             stage="ledger", recipe_version=self.recipe_version, detail=err.detail[:500])
+
+    def key_of(self, rej: Rejection) -> str:
+        # One raw message gives one outcome; raw_ref names the message, the id may repeat.
+        return "\x1f".join((rej.id, rej.raw_ref or "", rej.stage))
+
+    def measure(self, rej: Rejection, raw_len: int) -> int:
+        return 1
+
+    def recover_partition(self, partition: int) -> tuple[int | None, set[str]]:
+        resume, keys = None, set()
+        for part in sorted(self.dir.glob(f"p{partition:03d}-*.parquet")):
+            end = read_part_end(part)
+            if end is not None:
+                resume = max(resume or 0, end)
+            t = pq.read_table(part, columns=["id", "raw_ref", "stage"]).to_pylist()
+            keys.update("\x1f".join((r["id"], r["raw_ref"] or "", r["stage"])) for r in t)
+        return resume, keys
+
+    def write_part(self, partition: int, first_offset: int, end_offset: int,
+                   items: list[tuple[int, Rejection]]) -> None:
+        rows: dict[str, list[Any]] = {c: [] for c in LEDGER_COLUMNS}
+        for offset, rej in items:
+            d = rej.to_dict()
+            d.update(partition=partition, offset=offset)
+            for c in LEDGER_COLUMNS:
+                rows[c].append(d.get(c))
+        schema = pa.schema([(c, pa.string()) for c in LEDGER_COLUMNS[:11]] +
+                           [("n_bytes", pa.int64()), ("budget_version", pa.int64()),
+                            ("partition", pa.int32()), ("offset", pa.int64())])
+        schema = schema.set(schema.get_field_index("score"), pa.field("score", pa.float64()))
+        table = pa.table(rows, schema=schema).replace_schema_metadata({END_OFFSET_KEY: str(end_offset).encode()})
+        atomic_write(self.dir / part_name(partition, first_offset), lambda tmp: pq.write_table(table, tmp))

@@ -1,0 +1,212 @@
+"""A Kafka consumer that turns each partition's messages into durable parts.
+
+The common skeleton of the shard writer and the rejection ledger: per
+partition, buffer messages in offset order; at a bound or a timeout write them
+as one part (temporary name, fsync, rename) whose metadata records the offset
+range; only then commit the offset. On start and on every assignment, the
+parts on disk say where each partition resumes (they are written before the
+commit, so they are never behind it) and which keys are already written, so a
+message redelivered by an upstream retry is skipped, not written twice.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, TopicPartition
+
+log = logging.getLogger(__name__)
+END_OFFSET_KEY = b"foundry.end_offset"  # Parquet metadata: the offset a partition resumes from
+
+
+def read_part_end(path: Path) -> int | None:
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(path).metadata or {}
+    val = meta.get(END_OFFSET_KEY)
+    return int(val) if val is not None else None
+
+
+def atomic_write(path: Path, write_fn) -> None:
+    """Write via ``write_fn(tmp_path)``, fsync, then rename into place."""
+    tmp = path.with_name(path.name + ".tmp")
+    write_fn(tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+@dataclass
+class PartBuffer:
+    items: list[tuple[int, Any]] = field(default_factory=list)  # (offset, item)
+    first_offset: int | None = None
+    last_offset: int | None = None
+    opened_at: float = 0.0
+    size: int = 0  # in the subclass's unit (tokens, rows)
+    n_bytes: int = 0
+
+
+class PartitionedSink(ABC):
+    """Subclasses implement ``decode``, ``key_of``, ``measure``, ``write_part`` and ``recover_partition``."""
+
+    def __init__(self, bootstrap: str, topic: str, group_id: str, *, max_size: int, max_bytes: int,
+                 timeout_s: float | None):
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.group_id = group_id
+        self.max_size = max_size
+        self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+        self.buffers: dict[int, PartBuffer] = {}
+        self.next_offset: dict[int, int] = {}
+        self.seen: dict[int, set[str]] = {}
+        self.parts_written = 0
+        self.items_written = 0
+        self.skipped_redeliveries = 0
+        self._stop = False
+        self.consumer: Consumer | None = None
+
+    # --- what a subclass defines ---------------------------------------
+    @abstractmethod
+    def decode(self, msg) -> Any: ...
+
+    @abstractmethod
+    def key_of(self, item: Any) -> str: ...
+
+    @abstractmethod
+    def measure(self, item: Any, raw_len: int) -> int: ...
+
+    @abstractmethod
+    def write_part(self, partition: int, first_offset: int, end_offset: int, items: list[tuple[int, Any]]) -> None:
+        """Make the part durable; ``end_offset`` is the offset to resume from."""
+
+    @abstractmethod
+    def recover_partition(self, partition: int) -> tuple[int | None, set[str]]:
+        """(offset to resume from or None, keys already written) from the parts on disk."""
+
+    # --- the loop ------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            resume, keys = self.recover_partition(tp.partition)
+            self.seen[tp.partition] = keys
+            self.buffers.pop(tp.partition, None)
+            tp.offset = resume if resume is not None else OFFSET_STORED
+            if resume is not None:
+                self.next_offset[tp.partition] = resume
+        consumer.assign(partitions)
+        log.info("%s assigned %s", self.group_id, [(tp.partition, tp.offset) for tp in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:  # unwritten buffers are re-read by the next owner
+            self.buffers.pop(tp.partition, None)
+            self.seen.pop(tp.partition, None)
+
+    def stop(self, *_: Any) -> None:
+        self._stop = True
+
+    def _flush(self, partition: int) -> None:
+        buf = self.buffers.pop(partition, None)
+        if not buf or not buf.items:
+            return
+        end = buf.last_offset + 1
+        kept = []
+        seen = self.seen.setdefault(partition, set())
+        for off, item in buf.items:
+            k = self.key_of(item)
+            if k in seen:
+                self.skipped_redeliveries += 1
+                continue
+            seen.add(k)
+            kept.append((off, item))
+        if kept:
+            self.write_part(partition, buf.first_offset, end, kept)
+            self.parts_written += 1
+            self.items_written += len(kept)
+        else:
+            self.record_progress(partition, buf.first_offset, end)
+        self.next_offset[partition] = end
+        self.consumer.commit(offsets=[TopicPartition(self.topic, partition, end)], asynchronous=False)
+
+    def record_progress(self, partition: int, first_offset: int, end_offset: int) -> None:
+        """A batch held only redeliveries; subclasses may persist the new position."""
+
+    def _add(self, msg) -> None:
+        p = msg.partition()
+        item = self.decode(msg)
+        buf = self.buffers.get(p)
+        if buf is None:
+            buf = self.buffers[p] = PartBuffer(first_offset=msg.offset(), opened_at=time.monotonic())
+        buf.items.append((msg.offset(), item))
+        buf.last_offset = msg.offset()
+        raw_len = len(msg.value() or b"")
+        buf.size += self.measure(item, raw_len)
+        buf.n_bytes += raw_len
+        if buf.size >= self.max_size or buf.n_bytes >= self.max_bytes:
+            self._flush(p)
+
+    def _flush_due(self, force: bool = False) -> None:
+        now = time.monotonic()
+        for p in list(self.buffers):
+            buf = self.buffers[p]
+            if force or (self.timeout_s is not None and now - buf.opened_at >= self.timeout_s):
+                self._flush(p)
+
+    def run(self, *, until_idle: float | None = None, stop_at: dict[int, int] | None = None,
+            install_signals: bool = True) -> None:
+        """Consume until SIGTERM/SIGINT, until ``until_idle`` seconds pass with nothing
+        new (buffers are flushed first), or until every partition in ``stop_at``
+        reaches its end offset (a replay's range)."""
+        if install_signals:
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+        self.consumer = Consumer({
+            "bootstrap.servers": self.bootstrap, "group.id": self.group_id,
+            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "fetch.message.max.bytes": 64 << 20, "max.partition.fetch.bytes": 64 << 20,
+            "session.timeout.ms": 10000,  # a killed writer's partitions move on after this
+        })
+        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        last_msg = time.monotonic()
+        try:
+            while not self._stop:
+                msgs = self.consumer.consume(500, timeout=0.5)
+                for m in msgs:
+                    if m.error():
+                        if m.error().code() != KafkaError._PARTITION_EOF:
+                            log.warning("consumer error: %s", m.error())
+                        continue
+                    self._add(m)
+                    last_msg = time.monotonic()
+                self._flush_due()
+                if stop_at is not None and self._reached(stop_at):
+                    break
+                if until_idle is not None and time.monotonic() - last_msg >= until_idle:
+                    self._flush_due(force=True)
+                    if not self.buffers:
+                        break
+        finally:
+            # A clean stop makes what is buffered durable; a kill leaves it to be re-read.
+            try:
+                self._flush_due(force=True)
+            except Exception:  # noqa: BLE001 - the broker may already be gone
+                log.exception("final flush failed; the data will be re-read on restart")
+            self.consumer.close()
+
+    def _reached(self, stop_at: dict[int, int]) -> bool:
+        """Flush each partition whose buffer reached its end offset; True when all are done."""
+        for p, end in stop_at.items():
+            buf = self.buffers.get(p)
+            if buf is not None and buf.last_offset + 1 >= end:
+                self._flush(p)
+        return all(self.next_offset.get(p, 0) >= end for p, end in stop_at.items())

@@ -1,0 +1,142 @@
+"""Packs tokenized documents into WebDataset tar shards with a Parquet manifest.
+
+One shard holds consecutive documents of one partition of the tokenized topic
+and is named by that partition and its first offset, so a shard rewritten
+after a crash gets the same name and replaces its partial predecessor. Order
+of durability: tar, then manifest part (whose metadata records the resume
+offset), then the ShardManifest message, then the offset commit.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import webdataset as wds
+
+from consumers.partitioned_sink import END_OFFSET_KEY, PartitionedSink, atomic_write, read_part_end
+from schemas import CuratedDocument, ShardManifest, Topics
+from schemas.shard_format import MANIFEST_COLUMNS, META_EXT, TOKENS_EXT, part_name, shard_name, token_dtype
+from streams.publisher import RecordPublisher
+
+log = logging.getLogger(__name__)
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+class ShardWriter(PartitionedSink):
+    def __init__(self, bootstrap: str, out_dir: str | Path, *, namespace: str = "live", recipe_version: str,
+                 vocab_size: int, max_tokens: int = 1 << 20, max_bytes: int = 64 << 20,
+                 timeout_s: float | None = 5.0, publish: bool = True):
+        topics = Topics(namespace=namespace)
+        super().__init__(bootstrap, topics.tokenized, f"foundry-{namespace}-{recipe_version}-shard-writer",
+                         max_size=max_tokens, max_bytes=max_bytes, timeout_s=timeout_s)
+        self.out = Path(out_dir)
+        self.shard_dir = self.out / "shards"
+        self.manifest_dir = self.out / "manifest"
+        self.published_dir = self.manifest_dir / "_published"
+        for d in (self.shard_dir, self.manifest_dir, self.published_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.recipe_version = recipe_version
+        self.vocab_size = vocab_size
+        self.dtype = token_dtype(vocab_size)
+        self.tokens_written = 0
+        self.publisher = RecordPublisher(bootstrap, topics.shards, check=False,
+                                         client_id="foundry-shard-writer") if publish else None
+        self.namespace = namespace
+
+    # --- PartitionedSink ------------------------------------------------
+    def decode(self, msg) -> CuratedDocument:
+        # Only our own agents write this topic; a message that does not decode is
+        # a bug upstream, and stopping beats silently dropping a document.
+        return CuratedDocument.decode(msg.value())
+
+    def key_of(self, doc: CuratedDocument) -> str:
+        return doc.content_hash  # unique among kept documents: exact dedup ran upstream
+
+    def measure(self, doc: CuratedDocument, raw_len: int) -> int:
+        return doc.n_tokens
+
+    def recover_partition(self, partition: int) -> tuple[int | None, set[str]]:
+        resume, keys = None, set()
+        for part in sorted(self.manifest_dir.glob(f"p{partition:03d}-*.parquet")):
+            end = read_part_end(part)
+            if end is not None:
+                resume = max(resume or 0, end)
+            keys.update(pq.read_table(part, columns=["content_hash"]).column(0).to_pylist())
+            if not (self.published_dir / (part.stem + ".ok")).exists() and self.publisher is not None:
+                self._announce(part)  # crashed between manifest and announcement
+        return resume, keys
+
+    def write_part(self, partition: int, first_offset: int, end_offset: int,
+                   items: list[tuple[int, CuratedDocument]]) -> None:
+        name = shard_name(partition, first_offset)
+        shard_path = self.shard_dir / name
+        rows: dict[str, list[Any]] = {c: [] for c in MANIFEST_COLUMNS}
+        n_tokens = 0
+
+        def write_tar(tmp: Path) -> None:
+            nonlocal n_tokens
+            with wds.TarWriter(str(tmp), mtime=0) as tw:
+                for offset, doc in items:
+                    toks = doc.tokens
+                    if toks is None:
+                        raise ValueError(f"document {doc.id} reached the shard writer untokenized")
+                    meta = {
+                        "id": doc.id, "source": doc.source, "url": doc.url, "lang": doc.lang,
+                        "licence": doc.licence, "content_hash": doc.content_hash, "scores": doc.scores,
+                        "recipe_version": doc.recipe_version, "tokenizer_version": doc.tokenizer_version,
+                        "vocab_size": self.vocab_size, "n_tokens": int(len(toks)),
+                    }
+                    # Fixed mtime so the same documents give byte-identical tars (replay).
+                    tw.write({"__key__": doc.content_hash,
+                              TOKENS_EXT: _npy_bytes(toks.astype(self.dtype)),
+                              META_EXT: json.dumps(meta, ensure_ascii=False, sort_keys=True).encode()})
+                    n_tokens += len(toks)
+                    for col, val in (("doc_id", doc.id), ("shard", name), ("key", doc.content_hash),
+                                     ("source", doc.source), ("url", doc.url), ("lang", doc.lang),
+                                     ("content_hash", doc.content_hash), ("n_tokens", int(len(toks))),
+                                     ("n_bytes", len(doc.text.encode("utf-8"))), ("partition", partition),
+                                     ("offset", offset), ("recipe_version", doc.recipe_version),
+                                     ("tokenizer_version", doc.tokenizer_version),
+                                     ("scores_json", json.dumps(doc.scores, sort_keys=True)),
+                                     ("raw_ref", doc.meta.get("raw_ref"))):
+                        rows[col].append(val)
+
+        atomic_write(shard_path, write_tar)
+        table = pa.table(rows).replace_schema_metadata({END_OFFSET_KEY: str(end_offset).encode()})
+        part = self.manifest_dir / part_name(partition, first_offset)
+        atomic_write(part, lambda tmp: pq.write_table(table, tmp))
+        self.tokens_written += n_tokens
+        if self.publisher is not None:
+            self._announce(part)
+
+    def _announce(self, part: Path) -> None:
+        """Publish the ShardManifest of a durable shard, then mark it announced.
+        A crash in between announces it twice; the trainer keys shards by name."""
+        table = pq.read_table(part)
+        name = table.column("shard")[0].as_py()
+        shard_path = self.shard_dir / name
+        offsets = table.column("offset").to_pylist()
+        msg = ShardManifest(
+            shard=name, path=str(shard_path.resolve()), recipe_version=self.recipe_version,
+            tokenizer_version=table.column("tokenizer_version")[0].as_py() or "",
+            partition=int(table.column("partition")[0].as_py()), first_offset=min(offsets),
+            last_offset=max(offsets), n_docs=table.num_rows,
+            n_tokens=int(sum(table.column("n_tokens").to_pylist())), n_bytes=shard_path.stat().st_size,
+            sha256=hashlib.sha256(shard_path.read_bytes()).hexdigest(), token_dtype=self.dtype,
+            vocab_size=self.vocab_size, manifest_path=str(part.resolve()),
+        )
+        self.publisher.publish(msg, key=name)
+        self.publisher.flush(60)
+        (self.published_dir / (part.stem + ".ok")).touch()

@@ -1,0 +1,85 @@
+"""Topic names, partition counts and retention, in one place.
+
+The raw topic is shared: every recipe (the live one and any replay) reads it.
+Everything downstream of it lives in a namespace, so a replay under its own
+namespace never touches the live pipeline's topics.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """All topics of one namespace. ``namespace="live"`` is the always-on pipeline."""
+
+    namespace: str = "live"
+    partitions: int = 4
+    raw_retention_ms: int = -1  # raw documents are kept forever by default: replay needs them
+    raw_name: str = "foundry.raw"  # tests and isolated deployments name their own
+
+    @property
+    def raw(self) -> str:
+        return self.raw_name
+
+    def _ns(self, name: str) -> str:
+        return f"foundry.{self.namespace}.{name}"
+
+    @property
+    def keyed(self) -> str:  # validated documents re-keyed by content hash
+        return self._ns("keyed")
+
+    @property
+    def unique(self) -> str:  # after exact dedup and curation
+        return self._ns("unique")
+
+    @property
+    def tokenized(self) -> str:
+        return self._ns("tokenized")
+
+    @property
+    def rejections(self) -> str:
+        return self._ns("rejections")
+
+    @property
+    def shards(self) -> str:
+        return self._ns("shards")
+
+    @property
+    def dedup_snapshots(self) -> str:
+        return self._ns("dedup-snapshots")
+
+    @property
+    def values(self) -> str:
+        return self._ns("values")
+
+    @property
+    def budgets(self) -> str:
+        return self._ns("budgets")
+
+    def specs(self) -> list[TopicSpec]:
+        week = str(7 * DAY_MS)
+        big = {"max.message.bytes": str(64 * 1024 * 1024)}
+        return [
+            TopicSpec(self.raw, self.partitions, {"retention.ms": str(self.raw_retention_ms), **big}),
+            # The keyed topic is the dedup filter's source of truth: a filter is
+            # rebuilt from a snapshot plus this log, so keep it longer than the
+            # snapshot interval (forever by default, like raw).
+            TopicSpec(self.keyed, self.partitions, {"retention.ms": "-1", **big}),
+            TopicSpec(self.unique, self.partitions, {"retention.ms": week, **big}),
+            TopicSpec(self.tokenized, self.partitions, {"retention.ms": week, **big}),
+            TopicSpec(self.rejections, self.partitions, {"retention.ms": "-1"}),
+            TopicSpec(self.shards, 1, {"retention.ms": "-1"}),
+            TopicSpec(self.dedup_snapshots, 1, {"cleanup.policy": "compact", **big}),
+            TopicSpec(self.values, self.partitions, {"retention.ms": week}),
+            TopicSpec(self.budgets, 1, {"cleanup.policy": "compact"}),
+        ]

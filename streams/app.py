@@ -1,0 +1,174 @@
+"""Faust wiring: three agents, each a thin loop around stages.
+
+    raw --ingest--> keyed (by content hash) --dedup--> unique --curate+tokenize--> tokenized
+                \\__________________ rejections <_________/_______________________/
+
+Processing guarantee is at-least-once with acks after a whole batch is sent;
+the stages are deterministic and the sinks skip redelivered documents, so a
+crash anywhere yields each document exactly once in the shards or the ledger
+(Faust's transactional mode has open bugs; see the README).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+
+import faust
+
+from foundry.recipe import Recipe
+from schemas import CuratedDocument, RawDocument, Rejection, SchemaError, Topics
+from streams.partition_state import PartitionState, PartitionStateStore
+from streams.stages.base import Outcome
+from streams.stages.dedup import BloomDeduper
+from streams.stages.registry import build_stage
+from streams.stages.tokenize import SentencePieceTokenizer
+from streams.stages.validate import Validator
+
+log = logging.getLogger(__name__)
+
+
+def _undecodable(msg, err: SchemaError, stage: str, recipe_version: str) -> Rejection:
+    # No id can be read from the message itself: its coordinates are its id.
+    ref = f"{msg.topic}:{msg.partition}:{msg.offset}"
+    return Rejection(id=ref, reason=err.reason.value, stage=stage, recipe_version=recipe_version,
+                     detail=err.detail[:500], raw_ref=ref)
+
+
+def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir: str = "var/faust",
+               raw_topic: str = "foundry.raw") -> faust.App:
+    if not recipe.tokenizer.model:
+        raise ValueError("the worker needs a resolved recipe with a tokenizer model")
+    topics = Topics(namespace=namespace, partitions=recipe.partitions, raw_name=raw_topic)
+    version = recipe.version
+    app = faust.App(
+        f"foundry-{namespace}-{version}",
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        datadir=datadir,
+        processing_guarantee="at_least_once",
+        topic_partitions=recipe.partitions,
+        topic_allow_declare=False,  # topics come from `foundry topics create`
+        topic_disable_leader=True,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        producer_max_request_size=64 << 20,
+        consumer_max_fetch_size=64 << 20,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=4096,
+        # A killed worker's partitions move to the survivors (or its restart) after this.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
+    )
+    raw_t = app.topic(topics.raw, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
+    keyed_t = app.topic(topics.keyed, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
+    unique_t = app.topic(topics.unique, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
+    tokenized_t = app.topic(topics.tokenized, key_type=bytes, value_type=bytes, value_serializer="raw",
+                            key_serializer="raw")
+    rejections_t = app.topic(topics.rejections, key_type=bytes, value_type=bytes, value_serializer="raw",
+                             key_serializer="raw")
+    batch, within = recipe.batch.size, recipe.batch.within_s
+    # One thread: stages run off the event loop (onnxruntime and sentencepiece
+    # release the GIL), one batch at a time so per-partition order holds.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stages")
+
+    async def run(fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    async def emit(outcomes: list[Outcome], ok_topic) -> None:
+        futs = []
+        for o in outcomes:
+            if isinstance(o, Rejection):
+                futs.append(await rejections_t.send(key=o.id.encode(), value=o.encode()))
+            else:
+                futs.append(await ok_topic.send(key=o.content_hash.encode(), value=o.encode(),
+                                                headers={"doc_id": o.id.encode()}))
+        await asyncio.gather(*futs)  # delivered before this batch is acked
+
+    validator = Validator(version, recipe.validate_.max_bytes, recipe.validate_.min_chars)
+
+    @app.agent(raw_t, name="ingest")
+    async def ingest(stream):
+        async for events in stream.take_events(batch, within=within):
+            outcomes: list[Outcome] = []
+            for ev in events:
+                try:
+                    raw = RawDocument.decode(ev.value)
+                    raw.meta["raw_ref"] = f"{ev.message.partition}:{ev.message.offset}"
+                    outcomes.append(validator(raw))
+                except SchemaError as err:
+                    outcomes.append(_undecodable(ev.message, err, "ingest", version))
+            await emit(outcomes, keyed_t)
+
+    stateful_specs = [s for s in recipe.curation if s["op"] in STATEFUL_OPS]
+    stateless_specs = [s for s in recipe.curation if s["op"] not in STATEFUL_OPS]
+
+    def make_stateful():
+        d = recipe.dedup
+        return [BloomDeduper(d.capacity, d.fp_rate)] + [build_stage(s) for s in stateful_specs]
+
+    store = PartitionStateStore(bootstrap, topics.keyed, topics.dedup_snapshots,
+                                state_key=f"{version}", make_stages=make_stateful,
+                                snapshot_every=recipe.dedup.snapshot_every)
+    states: dict[int, PartitionState] = {}
+
+    def dedup_partition(partition: int, items: list[tuple[int, CuratedDocument | None]]) -> list[Outcome]:
+        """``items`` are (offset, document or None if undecodable) of one partition, in order."""
+        outcomes: list[Outcome] = []
+        state = states.get(partition)
+        for offset, doc in items:
+            if state is None or state.next_offset != offset:
+                # A gap or a step back: we were (re)assigned this partition or
+                # restarted. Rebuild exactly the state before this offset.
+                state = states[partition] = store.rebuild(partition, offset)
+            if doc is not None:  # an undecodable message changes no state (rebuild skips it too)
+                outcomes += state.process([doc])
+            state.next_offset = offset + 1
+            state.since_snapshot += 1
+        store.maybe_snapshot(partition, state)
+        return outcomes
+
+    @app.agent(keyed_t, name="dedup")
+    async def dedup(stream):
+        async for events in stream.take_events(batch, within=within):
+            by_part: dict[int, list] = defaultdict(list)
+            outcomes: list[Outcome] = []
+            for ev in events:
+                try:
+                    doc = CuratedDocument.decode(ev.value)
+                except SchemaError as err:
+                    outcomes.append(_undecodable(ev.message, err, "dedup", version))
+                    doc = None
+                by_part[ev.message.partition].append((ev.message.offset, doc))
+            for partition, items in by_part.items():
+                outcomes += await run(dedup_partition, partition, items)
+            await emit(outcomes, unique_t)
+
+    curation = [build_stage(s) for s in stateless_specs]
+    tokenizer = SentencePieceTokenizer(recipe.tokenizer.model)
+
+    def curate(docs: list[CuratedDocument]) -> list[Outcome]:
+        state = PartitionState(curation + [tokenizer])
+        return state.process(docs)
+
+    @app.agent(unique_t, name="curate")
+    async def curate_and_tokenize(stream):
+        async for events in stream.take_events(batch, within=within):
+            docs, outcomes = [], []
+            for ev in events:
+                try:
+                    docs.append(CuratedDocument.decode(ev.value))
+                except SchemaError as err:
+                    outcomes.append(_undecodable(ev.message, err, "curate", version))
+            outcomes += await run(curate, docs)
+            await emit(outcomes, tokenized_t)
+
+    return app
+
+
+# Operators whose verdict depends on earlier documents: they live in the dedup
+# agent's per-partition state and are rebuilt from the log with it.
+STATEFUL_OPS = {"near_dedup"}
+

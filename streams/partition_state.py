@@ -1,0 +1,177 @@
+"""Per-partition state of the dedup agent, rebuilt from snapshots plus the log.
+
+The state of a partition before offset ``o`` is defined as the result of
+feeding offsets ``[0, o)`` of the keyed topic through the stateful stages. So
+after a crash, a rebalance or a replay we rebuild it exactly: load the newest
+snapshot taken at an offset ``<= o``, then read the log from there to ``o``.
+Snapshots go to a compacted topic under two alternating keys per partition,
+so the older one is always at or behind the committed offset.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import struct
+from collections.abc import Callable, Sequence
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from schemas import CuratedDocument, SchemaError
+from streams.stages.base import Outcome, Stage
+from streams.stages.dedup import BloomDeduper
+
+log = logging.getLogger(__name__)
+
+
+class PartitionState:
+    """The stateful stages of one partition and the next offset they expect."""
+
+    def __init__(self, stages: Sequence[Stage], next_offset: int = 0):
+        self.stages = list(stages)
+        self.next_offset = next_offset
+        self.since_snapshot = 0
+
+    @property
+    def bloom(self) -> BloomDeduper:
+        return self.stages[0]  # type: ignore[return-value]
+
+    def process(self, docs: Sequence[CuratedDocument]) -> list[Outcome]:
+        outcomes: list[Outcome] = list(docs)
+        for stage in self.stages:
+            live = [i for i, o in enumerate(outcomes) if isinstance(o, CuratedDocument)]
+            if not live:
+                break
+            res = stage.process_batch([outcomes[i] for i in live])
+            for i, r in zip(live, res):
+                outcomes[i] = r
+        return outcomes
+
+    def snapshot(self) -> bytes:
+        parts = [s.snapshot() for s in self.stages]  # type: ignore[attr-defined]
+        head = json.dumps({"next_offset": self.next_offset, "sizes": [len(p) for p in parts]}).encode()
+        return struct.pack(">I", len(head)) + head + b"".join(parts)
+
+    def restore(self, blob: bytes) -> None:
+        (n,) = struct.unpack(">I", blob[:4])
+        head = json.loads(blob[4:4 + n])
+        pos = 4 + n
+        for stage, size in zip(self.stages, head["sizes"]):
+            stage.restore(blob[pos:pos + size])  # type: ignore[attr-defined]
+            pos += size
+        self.next_offset = head["next_offset"]
+
+
+def snapshot_offset(blob: bytes) -> int:
+    (n,) = struct.unpack(">I", blob[:4])
+    return json.loads(blob[4:4 + n])["next_offset"]
+
+
+class PartitionStateStore:
+    """Builds, snapshots and rebuilds PartitionStates for the keyed topic."""
+
+    def __init__(self, bootstrap: str, keyed_topic: str, snapshot_topic: str, state_key: str,
+                 make_stages: Callable[[], list[Stage]], snapshot_every: int = 20_000):
+        self.bootstrap = bootstrap
+        self.keyed_topic = keyed_topic
+        self.snapshot_topic = snapshot_topic
+        self.state_key = state_key  # names the stage configuration: snapshots of another config are ignored
+        self.make_stages = make_stages
+        self.snapshot_every = snapshot_every
+        self._producer: Producer | None = None
+
+    def _consumer(self) -> Consumer:
+        return Consumer({"bootstrap.servers": self.bootstrap, "group.id": "foundry-state-rebuild",
+                         "enable.auto.commit": False, "enable.partition.eof": True,
+                         "fetch.message.max.bytes": 64 << 20})
+
+    def _read(self, topic: str, partition: int, start: int, end: int):
+        """Messages of ``topic``/``partition`` at offsets [start, end)."""
+        if end <= start:
+            return
+        c = self._consumer()
+        try:
+            low, high = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            if start < low:
+                log.warning("%s[%d]: offsets %d..%d aged out; rebuilding from %d", topic, partition, start, low, low)
+                start = low
+            end = min(end, high)
+            if end <= start:
+                return
+            c.assign([TopicPartition(topic, partition, start)])
+            while True:
+                msgs = c.consume(1000, timeout=5.0)
+                for m in msgs:
+                    if m.error():
+                        continue  # partition EOF events
+                    if m.offset() >= end:
+                        return
+                    yield m
+                    if m.offset() == end - 1:
+                        return
+        finally:
+            c.close()
+
+    def _best_snapshot(self, partition: int, until: int) -> bytes | None:
+        best, best_off = None, -1
+        prefix = f"{self.state_key}:p{partition}:".encode()
+        c = self._consumer()
+        try:
+            low, high = c.get_watermark_offsets(TopicPartition(self.snapshot_topic, 0), timeout=10)
+        finally:
+            c.close()
+        for m in self._read(self.snapshot_topic, 0, low, high):
+            if m.key() and m.key().startswith(prefix) and m.value():
+                off = snapshot_offset(m.value())
+                if best_off < off <= until:
+                    best, best_off = m.value(), off
+        return best
+
+    def rebuild(self, partition: int, until: int) -> PartitionState:
+        """The state of ``partition`` just before offset ``until``."""
+        state = PartitionState(self.make_stages(), 0)
+        if until == 0:
+            return state
+        snap = self._best_snapshot(partition, until)
+        if snap is not None:
+            state.restore(snap)
+        bloom_only = len(state.stages) == 1
+        replayed = 0
+        batch: list[CuratedDocument] = []
+        for m in self._read(self.keyed_topic, partition, state.next_offset, until):
+            replayed += 1
+            if bloom_only:
+                state.bloom.add(m.key().decode(), _header(m, "doc_id"))
+                continue
+            try:
+                batch.append(CuratedDocument.decode(m.value()))
+            except SchemaError:
+                continue  # the live agent rejected it the same way; it changed no state
+            if len(batch) >= 512:
+                state.process(batch)
+                batch.clear()
+        if batch:
+            state.process(batch)
+        state.next_offset = until
+        log.info("rebuilt %s[%d] up to %d (%s, %d replayed)", self.keyed_topic, partition, until,
+                 "from snapshot" if snap else "from the log", replayed)
+        return state
+
+    def maybe_snapshot(self, partition: int, state: PartitionState) -> bool:
+        if state.since_snapshot < self.snapshot_every:
+            return False
+        slot = (state.next_offset // self.snapshot_every) % 2
+        if self._producer is None:
+            self._producer = Producer({"bootstrap.servers": self.bootstrap, "message.max.bytes": 64 << 20,
+                                       "enable.idempotence": True})
+        key = f"{self.state_key}:p{partition}:s{slot}"
+        self._producer.produce(self.snapshot_topic, key=key.encode(), value=state.snapshot())
+        self._producer.flush(30)
+        state.since_snapshot = 0
+        return True
+
+
+def _header(msg, name: str) -> str | None:
+    for k, v in msg.headers() or []:
+        if k == name and v is not None:
+            return v.decode()
+    return None

@@ -1,0 +1,1 @@
+"""Sources: everything that publishes RawDocuments to the raw topic."""

@@ -1,0 +1,64 @@
+"""Reads a topic's head for one-off jobs such as training a tokenizer on the
+first megabytes of the stream."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from confluent_kafka import Consumer, TopicPartition
+
+from schemas import RawDocument, SchemaError
+
+
+def watermarks(bootstrap: str, topic: str) -> dict[int, tuple[int, int]]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "foundry-inspect", "enable.auto.commit": False})
+    try:
+        md = c.list_topics(topic, timeout=10).topics[topic]
+        if md.error is not None:
+            raise RuntimeError(f"topic {topic}: {md.error}")
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in sorted(md.partitions)}
+    finally:
+        c.close()
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: list[int]) -> dict[int, int]:
+    """The group's committed offset per partition (0 where none)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        res = c.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return {tp.partition: max(tp.offset, 0) for tp in res}
+    finally:
+        c.close()
+
+
+def read_raw_texts(bootstrap: str, topic: str, max_bytes: int) -> Iterator[str]:
+    """Texts from the start of each partition, partition by partition, until
+    ``max_bytes`` (spread evenly over the partitions) are read. Deterministic
+    for a given topic content."""
+    marks = watermarks(bootstrap, topic)
+    per_part = max_bytes // max(len(marks), 1) + 1
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "foundry-inspect", "enable.auto.commit": False,
+                  "fetch.message.max.bytes": 64 << 20})
+    try:
+        for p, (low, high) in marks.items():
+            if high <= low:
+                continue
+            c.assign([TopicPartition(topic, p, low)])
+            used, done, empty_polls = 0, False, 0
+            while not done and empty_polls < 3:
+                msgs = c.consume(500, timeout=5.0)
+                empty_polls = 0 if msgs else empty_polls + 1
+                for m in msgs:
+                    if m.error():
+                        continue
+                    try:
+                        doc = RawDocument.decode(m.value())
+                    except SchemaError:
+                        doc = None
+                    if doc is not None and doc.defect is None and doc.text:
+                        used += len(doc.text.encode("utf-8"))
+                        yield doc.text
+                    if used >= per_part or m.offset() >= high - 1:
+                        done = True
+                        break
+    finally:
+        c.close()
