@@ -58,6 +58,9 @@ class BloomDeduper(Stage):
         self.seen += 1
         return dup
 
+    def __contains__(self, content_hash: str) -> bool:
+        return _signed(content_hash) in self.bloom
+
     def process_batch(self, docs: Sequence[CuratedDocument]) -> list[Outcome]:
         out: list[Outcome] = []
         for doc in docs:

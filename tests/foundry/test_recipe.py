@@ -1,0 +1,31 @@
+import pytest
+
+from foundry.recipe import Recipe, RecipeError, load_recipe
+
+
+def test_default_recipe_loads_and_version_is_content_hash(tmp_path):
+    r = load_recipe()
+    assert len(r.version) == 12
+    changed = r.model_copy(update={"dedup": r.dedup.model_copy(update={"fp_rate": 0.01})})
+    assert changed.version != r.version
+    timing = r.model_copy(update={"batch": r.batch.model_copy(update={"size": 7})})
+    assert timing.version == r.version  # batching changes timing, not output
+
+
+def test_unknown_field_and_bad_values_are_clear_errors(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("dedupe: {capacity: 10}\n")
+    with pytest.raises(RecipeError, match="dedupe"):
+        load_recipe(p)
+    p.write_text("dedup: {fp_rate: 2}\n")
+    with pytest.raises(RecipeError, match="fp_rate"):
+        load_recipe(p)
+    p.write_text("tokenizer: {model: missing.model}\n")
+    with pytest.raises(RecipeError, match="does not exist"):
+        load_recipe(p)
+
+
+def test_save_and_reload_keeps_version(tmp_path):
+    r = Recipe.model_validate({"curation": [{"op": "toxicity", "threshold": 0.7}]})
+    r.save(tmp_path / "r.yaml")
+    assert load_recipe(tmp_path / "r.yaml").version == r.version
