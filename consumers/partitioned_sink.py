@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 log = logging.getLogger(__name__)
 END_OFFSET_KEY = b"foundry.end_offset"  # Parquet metadata: the offset a partition resumes from
@@ -101,7 +101,8 @@ class PartitionedSink(ABC):
             resume, keys = self.recover_partition(tp.partition)
             self.seen[tp.partition] = keys
             self.buffers.pop(tp.partition, None)
-            tp.offset = resume if resume is not None else OFFSET_STORED
+            # The parts on disk are the sink's state: no part yet means start from the beginning.
+            tp.offset = resume if resume is not None else OFFSET_BEGINNING
             if resume is not None:
                 self.next_offset[tp.partition] = resume
         consumer.assign(partitions)

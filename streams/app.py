@@ -61,6 +61,10 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
         # A killed worker's partitions move to the survivors (or its restart) after this.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
+        # Without linger every send is its own produce request; batching them is most of our throughput.
+        producer_linger=0.02,
+        producer_max_batch_size=1 << 20,
+        producer_compression_type="lz4",
     )
     raw_t = app.topic(topics.raw, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
     keyed_t = app.topic(topics.keyed, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
@@ -69,6 +73,13 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
                             key_serializer="raw")
     rejections_t = app.topic(topics.rejections, key_type=bytes, value_type=bytes, value_serializer="raw",
                              key_serializer="raw")
+    @app.task
+    async def quiet_hot_path_logs() -> None:
+        # Faust logs every send at DEBUG; with the worker's handlers that costs
+        # ~5% of the worker's CPU even when nothing is shown.
+        for name in ("faust", "aiokafka", "mode"):
+            logging.getLogger(name).setLevel(max(logging.getLogger().level, logging.INFO))
+
     batch, within = recipe.batch.size, recipe.batch.within_s
     # One thread: stages run off the event loop (onnxruntime and sentencepiece
     # release the GIL), one batch at a time so per-partition order holds.
@@ -118,15 +129,24 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
         """``items`` are (offset, document or None if undecodable) of one partition, in order."""
         outcomes: list[Outcome] = []
         state = states.get(partition)
+        run: list[CuratedDocument] = []
+
+        def flush_run() -> None:
+            if run:
+                outcomes.extend(state.process(run))
+                run.clear()
+
         for offset, doc in items:
             if state is None or state.next_offset != offset:
+                flush_run()
                 # A gap or a step back: we were (re)assigned this partition or
                 # restarted. Rebuild exactly the state before this offset.
                 state = states[partition] = store.rebuild(partition, offset)
             if doc is not None:  # an undecodable message changes no state (rebuild skips it too)
-                outcomes += state.process([doc])
+                run.append(doc)
             state.next_offset = offset + 1
             state.since_snapshot += 1
+        flush_run()
         store.maybe_snapshot(partition, state)
         return outcomes
 
