@@ -7,7 +7,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from consumers.partitioned_sink import END_OFFSET_KEY, PartitionedSink, atomic_write, read_part_end
+from consumers.partitioned_sink import PartitionedSink, atomic_write, read_part_end, write_part_end
 from schemas import Rejection, SchemaError, Topics
 from schemas.shard_format import part_name
 
@@ -40,17 +40,18 @@ class RejectionLedger(PartitionedSink):
     def measure(self, rej: Rejection, raw_len: int) -> int:
         return 1
 
-    def recover_partition(self, partition: int) -> tuple[int | None, set[str]]:
-        resume, keys = None, set()
+    def recover_partition(self, partition: int) -> tuple[int | None, set[str], int]:
+        resume, keys, rows = None, set(), 0
         for part in sorted(self.dir.glob(f"p{partition:03d}-*.parquet")):
             end = read_part_end(part)
             if end is not None:
                 resume = max(resume or 0, end)
             t = pq.read_table(part, columns=["id", "raw_ref", "stage"]).to_pylist()
             keys.update("\x1f".join((r["id"], r["raw_ref"] or "", r["stage"])) for r in t)
-        return resume, keys
+            rows += len(t)
+        return resume, keys, rows
 
-    def write_part(self, partition: int, first_offset: int, end_offset: int,
+    def write_part(self, partition: int, first_seq: int, end_offset: int,
                    items: list[tuple[int, Rejection]]) -> None:
         rows: dict[str, list[Any]] = {c: [] for c in LEDGER_COLUMNS}
         for offset, rej in items:
@@ -62,5 +63,7 @@ class RejectionLedger(PartitionedSink):
                            [("n_bytes", pa.int64()), ("budget_version", pa.int64()),
                             ("partition", pa.int32()), ("offset", pa.int64())])
         schema = schema.set(schema.get_field_index("score"), pa.field("score", pa.float64()))
-        table = pa.table(rows, schema=schema).replace_schema_metadata({END_OFFSET_KEY: str(end_offset).encode()})
-        atomic_write(self.dir / part_name(partition, first_offset), lambda tmp: pq.write_table(table, tmp))
+        table = pa.table(rows, schema=schema)
+        part = self.dir / part_name(partition, first_seq)
+        atomic_write(part, lambda tmp: pq.write_table(table, tmp))
+        write_part_end(part, end_offset)

@@ -10,6 +10,7 @@ message redelivered by an upstream retry is skipped, not written twice.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -22,15 +23,26 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 log = logging.getLogger(__name__)
-END_OFFSET_KEY = b"foundry.end_offset"  # Parquet metadata: the offset a partition resumes from
 
 
-def read_part_end(path: Path) -> int | None:
-    import pyarrow.parquet as pq
+def _offset_file(part: Path) -> Path:
+    return part.parent / "_offsets" / (part.stem + ".json")
 
-    meta = pq.read_metadata(path).metadata or {}
-    val = meta.get(END_OFFSET_KEY)
-    return int(val) if val is not None else None
+
+def write_part_end(part: Path, end_offset: int) -> None:
+    """Record the offset a partition resumes from after ``part``. Kept beside the
+    part, not in it, so a part's bytes depend only on the documents (offsets
+    shift when an upstream agent redelivers; the documents do not)."""
+    f = _offset_file(part)
+    f.parent.mkdir(exist_ok=True)
+    atomic_write(f, lambda tmp: tmp.write_text(json.dumps({"end_offset": end_offset})))
+
+
+def read_part_end(part: Path) -> int | None:
+    """None if the part's offset record is missing (a crash right after the part):
+    the partition then resumes from an earlier part and skips what is written."""
+    f = _offset_file(part)
+    return json.loads(f.read_text())["end_offset"] if f.exists() else None
 
 
 def atomic_write(path: Path, write_fn) -> None:
@@ -50,6 +62,7 @@ def atomic_write(path: Path, write_fn) -> None:
 @dataclass
 class PartBuffer:
     items: list[tuple[int, Any]] = field(default_factory=list)  # (offset, item)
+    keys: set[str] = field(default_factory=set)
     first_offset: int | None = None
     last_offset: int | None = None
     opened_at: float = 0.0
@@ -71,6 +84,7 @@ class PartitionedSink(ABC):
         self.buffers: dict[int, PartBuffer] = {}
         self.next_offset: dict[int, int] = {}
         self.seen: dict[int, set[str]] = {}
+        self.seq: dict[int, int] = {}
         self.parts_written = 0
         self.items_written = 0
         self.skipped_redeliveries = 0
@@ -88,18 +102,22 @@ class PartitionedSink(ABC):
     def measure(self, item: Any, raw_len: int) -> int: ...
 
     @abstractmethod
-    def write_part(self, partition: int, first_offset: int, end_offset: int, items: list[tuple[int, Any]]) -> None:
-        """Make the part durable; ``end_offset`` is the offset to resume from."""
+    def write_part(self, partition: int, first_seq: int, end_offset: int, items: list[tuple[int, Any]]) -> None:
+        """Make the part durable. ``first_seq`` counts the items this partition
+        wrote before (parts are named by it, so names depend on the sequence of
+        items, not on offsets that an upstream redelivery shifts);
+        ``end_offset`` is the offset to resume from."""
 
     @abstractmethod
-    def recover_partition(self, partition: int) -> tuple[int | None, set[str]]:
-        """(offset to resume from or None, keys already written) from the parts on disk."""
+    def recover_partition(self, partition: int) -> tuple[int | None, set[str], int]:
+        """(offset to resume from or None, keys already written, items written) from the parts on disk."""
 
     # --- the loop ------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            resume, keys = self.recover_partition(tp.partition)
+            resume, keys, written = self.recover_partition(tp.partition)
             self.seen[tp.partition] = keys
+            self.seq[tp.partition] = written
             self.buffers.pop(tp.partition, None)
             # The parts on disk are the sink's state: no part yet means start from the beginning.
             tp.offset = resume if resume is not None else OFFSET_BEGINNING
@@ -121,26 +139,16 @@ class PartitionedSink(ABC):
         if not buf or not buf.items:
             return
         end = buf.last_offset + 1
-        kept = []
-        seen = self.seen.setdefault(partition, set())
-        for off, item in buf.items:
-            k = self.key_of(item)
-            if k in seen:
-                self.skipped_redeliveries += 1
-                continue
-            seen.add(k)
-            kept.append((off, item))
+        kept = [(off, item) for off, item in buf.items if item is not None]
         if kept:
-            self.write_part(partition, buf.first_offset, end, kept)
+            seq = self.seq.get(partition, 0)
+            self.write_part(partition, seq, end, kept)
+            self.seq[partition] = seq + len(kept)
+            self.seen.setdefault(partition, set()).update(buf.keys)
             self.parts_written += 1
             self.items_written += len(kept)
-        else:
-            self.record_progress(partition, buf.first_offset, end)
         self.next_offset[partition] = end
         self.consumer.commit(offsets=[TopicPartition(self.topic, partition, end)], asynchronous=False)
-
-    def record_progress(self, partition: int, first_offset: int, end_offset: int) -> None:
-        """A batch held only redeliveries; subclasses may persist the new position."""
 
     def _add(self, msg) -> None:
         p = msg.partition()
@@ -148,11 +156,19 @@ class PartitionedSink(ABC):
         buf = self.buffers.get(p)
         if buf is None:
             buf = self.buffers[p] = PartBuffer(first_offset=msg.offset(), opened_at=time.monotonic())
+        key = self.key_of(item)
+        if key in buf.keys or key in self.seen.setdefault(p, set()):
+            # An upstream redelivery: already written (or buffered). Keep its
+            # offset so the position advances, but not the item.
+            self.skipped_redeliveries += 1
+            item = None
+        else:
+            buf.keys.add(key)
+            raw_len = len(msg.value() or b"")
+            buf.size += self.measure(item, raw_len)
+            buf.n_bytes += raw_len
         buf.items.append((msg.offset(), item))
         buf.last_offset = msg.offset()
-        raw_len = len(msg.value() or b"")
-        buf.size += self.measure(item, raw_len)
-        buf.n_bytes += raw_len
         if buf.size >= self.max_size or buf.n_bytes >= self.max_bytes:
             self._flush(p)
 
@@ -164,10 +180,12 @@ class PartitionedSink(ABC):
                 self._flush(p)
 
     def run(self, *, until_idle: float | None = None, stop_at: dict[int, int] | None = None,
-            install_signals: bool = True) -> None:
+            stop_at_file: str | Path | None = None, install_signals: bool = True) -> None:
         """Consume until SIGTERM/SIGINT, until ``until_idle`` seconds pass with nothing
         new (buffers are flushed first), or until every partition in ``stop_at``
-        reaches its end offset (a replay's range)."""
+        reaches its end offset (a replay's range). ``stop_at_file``: a JSON file
+        ``{partition: end offset}`` that appears once the upstream is drained
+        (a replay writes it); until then only bounds close a part."""
         if install_signals:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
@@ -190,6 +208,8 @@ class PartitionedSink(ABC):
                     self._add(m)
                     last_msg = time.monotonic()
                 self._flush_due()
+                if stop_at is None and stop_at_file is not None and Path(stop_at_file).exists():
+                    stop_at = {int(k): v for k, v in json.loads(Path(stop_at_file).read_text()).items()}
                 if stop_at is not None and self._reached(stop_at):
                     break
                 if until_idle is not None and time.monotonic() - last_msg >= until_idle:
@@ -198,10 +218,13 @@ class PartitionedSink(ABC):
                         break
         finally:
             # A clean stop makes what is buffered durable; a kill leaves it to be re-read.
-            try:
-                self._flush_due(force=True)
-            except Exception:  # noqa: BLE001 - the broker may already be gone
-                log.exception("final flush failed; the data will be re-read on restart")
+            # Without a timeout (a replay) only bounds and the range end may close a
+            # part, so that the same input always gives the same parts.
+            if self.timeout_s is not None or (stop_at is not None and self._reached(stop_at)):
+                try:
+                    self._flush_due(force=True)
+                except Exception:  # noqa: BLE001 - the broker may already be gone
+                    log.exception("final flush failed; the data will be re-read on restart")
             self.consumer.close()
 
     def _reached(self, stop_at: dict[int, int]) -> bool:

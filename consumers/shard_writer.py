@@ -1,8 +1,9 @@
 """Packs tokenized documents into WebDataset tar shards with a Parquet manifest.
 
 One shard holds consecutive documents of one partition of the tokenized topic
-and is named by that partition and its first offset, so a shard rewritten
-after a crash gets the same name and replaces its partial predecessor. Order
+and is named by that partition and the number of documents the partition had
+sharded before it, so a shard rewritten after a crash gets the same name and
+replaces its partial predecessor, and the same documents give the same shards. Order
 of durability: tar, then manifest part (whose metadata records the resume
 offset), then the ShardManifest message, then the offset commit.
 """
@@ -20,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 
-from consumers.partitioned_sink import END_OFFSET_KEY, PartitionedSink, atomic_write, read_part_end
+from consumers.partitioned_sink import PartitionedSink, atomic_write, read_part_end, write_part_end
 from schemas import CuratedDocument, ShardManifest, Topics
 from schemas.shard_format import MANIFEST_COLUMNS, META_EXT, TOKENS_EXT, part_name, shard_name, token_dtype
 from streams.publisher import RecordPublisher
@@ -67,7 +68,7 @@ class ShardWriter(PartitionedSink):
     def measure(self, doc: CuratedDocument, raw_len: int) -> int:
         return doc.n_tokens
 
-    def recover_partition(self, partition: int) -> tuple[int | None, set[str]]:
+    def recover_partition(self, partition: int) -> tuple[int | None, set[str], int]:
         resume, keys = None, set()
         for part in sorted(self.manifest_dir.glob(f"p{partition:03d}-*.parquet")):
             end = read_part_end(part)
@@ -76,11 +77,11 @@ class ShardWriter(PartitionedSink):
             keys.update(pq.read_table(part, columns=["content_hash"]).column(0).to_pylist())
             if not (self.published_dir / (part.stem + ".ok")).exists() and self.publisher is not None:
                 self._announce(part)  # crashed between manifest and announcement
-        return resume, keys
+        return resume, keys, len(keys)
 
-    def write_part(self, partition: int, first_offset: int, end_offset: int,
+    def write_part(self, partition: int, first_seq: int, end_offset: int,
                    items: list[tuple[int, CuratedDocument]]) -> None:
-        name = shard_name(partition, first_offset)
+        name = shard_name(partition, first_seq)
         shard_path = self.shard_dir / name
         rows: dict[str, list[Any]] = {c: [] for c in MANIFEST_COLUMNS}
         n_tokens = 0
@@ -107,16 +108,17 @@ class ShardWriter(PartitionedSink):
                                      ("source", doc.source), ("url", doc.url), ("lang", doc.lang),
                                      ("content_hash", doc.content_hash), ("n_tokens", int(len(toks))),
                                      ("n_bytes", len(doc.text.encode("utf-8"))), ("partition", partition),
-                                     ("offset", offset), ("recipe_version", doc.recipe_version),
+                                     ("recipe_version", doc.recipe_version),
                                      ("tokenizer_version", doc.tokenizer_version),
                                      ("scores_json", json.dumps(doc.scores, sort_keys=True)),
                                      ("raw_ref", doc.meta.get("raw_ref"))):
                         rows[col].append(val)
 
         atomic_write(shard_path, write_tar)
-        table = pa.table(rows).replace_schema_metadata({END_OFFSET_KEY: str(end_offset).encode()})
-        part = self.manifest_dir / part_name(partition, first_offset)
+        table = pa.table(rows)
+        part = self.manifest_dir / part_name(partition, first_seq)
         atomic_write(part, lambda tmp: pq.write_table(table, tmp))
+        write_part_end(part, end_offset)
         self.tokens_written += n_tokens
         if self.publisher is not None:
             self._announce(part)
@@ -127,12 +129,12 @@ class ShardWriter(PartitionedSink):
         table = pq.read_table(part)
         name = table.column("shard")[0].as_py()
         shard_path = self.shard_dir / name
-        offsets = table.column("offset").to_pylist()
+        end = read_part_end(part)
         msg = ShardManifest(
             shard=name, path=str(shard_path.resolve()), recipe_version=self.recipe_version,
             tokenizer_version=table.column("tokenizer_version")[0].as_py() or "",
-            partition=int(table.column("partition")[0].as_py()), first_offset=min(offsets),
-            last_offset=max(offsets), n_docs=table.num_rows,
+            partition=int(table.column("partition")[0].as_py()),
+            first_seq=int(part.stem.split("-")[1]), end_offset=-1 if end is None else end, n_docs=table.num_rows,
             n_tokens=int(sum(table.column("n_tokens").to_pylist())), n_bytes=shard_path.stat().st_size,
             sha256=hashlib.sha256(shard_path.read_bytes()).hexdigest(), token_dtype=self.dtype,
             vocab_size=self.vocab_size, manifest_path=str(part.resolve()),

@@ -8,24 +8,8 @@ from pathlib import Path
 
 import click
 
-DEFAULT_BOOTSTRAP = os.environ.get("FOUNDRY_BOOTSTRAP", "127.0.0.1:9092")
-bootstrap_opt = click.option("--bootstrap", default=DEFAULT_BOOTSTRAP, show_default=True,
-                             help="Kafka bootstrap servers (env FOUNDRY_BOOTSTRAP).")
-namespace_opt = click.option("--namespace", default="live", show_default=True,
-                             help="Topic namespace: 'live' for the always-on pipeline.")
-raw_topic_opt = click.option("--raw-topic", default="foundry.raw", show_default=True,
-                             help="The raw topic to read (the live one, or an isolated one).")
-recipe_opt = click.option("--recipe", "recipe_path", default=None, type=click.Path(dir_okay=False),
-                          help="Recipe YAML (default: the shipped default recipe).")
-
-
-def _recipe(path):
-    from foundry.recipe import RecipeError, load_recipe
-
-    try:
-        return load_recipe(path)
-    except RecipeError as exc:
-        raise click.ClickException(str(exc)) from None
+from foundry.cli_common import (DEFAULT_BOOTSTRAP, _recipe, bootstrap_opt, namespace_opt,  # noqa: F401
+                                 raw_topic_opt, recipe_opt)
 
 
 @click.group()
@@ -60,52 +44,62 @@ def topics_create(bootstrap, namespace, partitions, recipe_path, raw_topic) -> N
 @recipe_opt
 @raw_topic_opt
 @click.option("--loglevel", default="WARNING")
-def worker(bootstrap, namespace, recipe_path, raw_topic, loglevel) -> None:
+@click.option("--skip-ingest", is_flag=True, help="Leave out the ingest agent (a replay feeds the keyed topic).")
+def worker(bootstrap, namespace, recipe_path, raw_topic, loglevel, skip_ingest) -> None:
     """Run a stream worker (the Faust agents) for a resolved recipe."""
     from streams.worker import run_worker
 
     sys.argv = [sys.argv[0], "worker"]  # Faust's worker parses argv; keep ours out of it
-    run_worker(recipe_path, bootstrap, namespace, loglevel=loglevel, raw_topic=raw_topic)
+    run_worker(recipe_path, bootstrap, namespace, loglevel=loglevel, raw_topic=raw_topic, ingest=not skip_ingest)
 
 
 def _sink_options(f):
     for opt in reversed([bootstrap_opt, namespace_opt, recipe_opt,
-                         click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False)),
+                         click.option("--out", "out_root", default="out", show_default=True,
+                                      type=click.Path(file_okay=False),
+                                      help="Output root; files go to OUT/<namespace>/<recipe version>/."),
                          click.option("--until-idle", type=float, default=None,
-                                      help="Stop after this many seconds without new messages.")]):
+                                      help="Stop after this many seconds without new messages."),
+                         click.option("--stop-at-file", default=None,
+                                      help="Stop at the end offsets this JSON file names once it appears.")]):
         f = opt(f)
     return f
 
 
 @main.command("shard-writer")
 @_sink_options
-def shard_writer(bootstrap, namespace, recipe_path, out_dir, until_idle) -> None:
+def shard_writer(bootstrap, namespace, recipe_path, out_root, until_idle, stop_at_file) -> None:
     """Pack tokenized documents into WebDataset shards."""
     import logging
 
     from consumers.shard_writer import ShardWriter
+    from foundry.run import output_dir
     from streams.stages.tokenize import SentencePieceTokenizer
 
     logging.basicConfig(level="INFO")
     recipe = _recipe(recipe_path)
+    out_dir = output_dir(out_root, namespace, recipe)
     vocab = SentencePieceTokenizer(recipe.tokenizer.model).vocab_size
     s = recipe.shards
     ShardWriter(bootstrap, out_dir, namespace=namespace, recipe_version=recipe.version, vocab_size=vocab,
-                max_tokens=s.max_tokens, max_bytes=s.max_bytes, timeout_s=s.timeout_s).run(until_idle=until_idle)
+                max_tokens=s.max_tokens, max_bytes=s.max_bytes, timeout_s=s.timeout_s).run(
+        until_idle=until_idle, stop_at_file=stop_at_file)
 
 
 @main.command()
 @_sink_options
-def ledger(bootstrap, namespace, recipe_path, out_dir, until_idle) -> None:
+def ledger(bootstrap, namespace, recipe_path, out_root, until_idle, stop_at_file) -> None:
     """Write every Rejection to the Parquet ledger."""
     import logging
 
     from consumers.ledger import RejectionLedger
+    from foundry.run import output_dir
 
     logging.basicConfig(level="INFO")
     recipe = _recipe(recipe_path)
+    out_dir = output_dir(out_root, namespace, recipe)
     RejectionLedger(bootstrap, out_dir, namespace=namespace, recipe_version=recipe.version,
-                    timeout_s=recipe.shards.timeout_s).run(until_idle=until_idle)
+                    timeout_s=recipe.shards.timeout_s).run(until_idle=until_idle, stop_at_file=stop_at_file)
 
 
 @main.command()
@@ -154,7 +148,8 @@ def _register_optional() -> None:
 
     for module, names in (("foundry.cli_kafka", ["kafka"]), ("foundry.score", ["score"]),
                           ("trainer.cli", ["train"]),
-                          ("foundry.cli_sources", ["crawl", "generate", "ingest"])):
+                          ("foundry.cli_sources", ["crawl", "generate", "ingest"]),
+                          ("foundry.cli_replay", ["replay", "archive", "diff"])):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -79,10 +79,11 @@ def count_rows(folder: Path) -> tuple[int, dict[str, int], int]:
 class ServiceSet:
     """The worker, shard writer and ledger as child processes, with peak memory tracking."""
 
-    def __init__(self, bootstrap: str, recipe_path: Path, namespace: str, out_dir: Path, log_dir: Path,
-                 raw_topic: str = "foundry.raw"):
-        self.bootstrap, self.recipe_path, self.namespace, self.out_dir = bootstrap, recipe_path, namespace, out_dir
+    def __init__(self, bootstrap: str, recipe_path: Path, namespace: str, out_root: Path, log_dir: Path,
+                 raw_topic: str = "foundry.raw", extra: dict[str, list[str]] | None = None):
+        self.bootstrap, self.recipe_path, self.namespace, self.out_root = bootstrap, recipe_path, namespace, out_root
         self.raw_topic = raw_topic
+        self.extra = extra or {}
         self.log_dir = log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen] = {}
@@ -92,13 +93,16 @@ class ServiceSet:
         base = [sys.executable, "-m", "foundry.cli"]
         common = ["--bootstrap", self.bootstrap, "--namespace", self.namespace, "--recipe", str(self.recipe_path)]
         if name == "worker":
-            return base + ["worker", *common, "--raw-topic", self.raw_topic]
-        return base + [name, *common, "--out", str(self.out_dir)]
+            cmd = base + ["worker", *common, "--raw-topic", self.raw_topic]
+        else:
+            cmd = base + [name, *common, "--out", str(self.out_root)]
+        return cmd + self.extra.get(name, [])
 
-    def start(self, name: str) -> subprocess.Popen:
-        log = open(self.log_dir / f"{name}.log", "ab")
+    def start(self, name: str, suffix: str = "") -> subprocess.Popen:
+        key = name + suffix
+        log = open(self.log_dir / f"{self.namespace}-{key}.log", "ab")
         p = subprocess.Popen(self.command(name), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs[name] = p
+        self.procs[key] = p
         return p
 
     def start_all(self) -> None:
@@ -113,11 +117,25 @@ class ServiceSet:
                 continue
             self.peak[name] = max(self.peak.get(name, 0.0), rss)
 
-    def check_alive(self) -> None:
+    def _fail(self, name: str, p: subprocess.Popen) -> RuntimeError:
+        tail = (self.log_dir / f"{self.namespace}-{name}.log").read_text(errors="replace")[-3000:]
+        return RuntimeError(f"{name} exited with {p.returncode}; last log lines:\n{tail}")
+
+    def check_alive(self, allow_exit: set[str] = frozenset()) -> None:
         for name, p in self.procs.items():
-            if p.poll() is not None:
-                tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{name} exited with {p.returncode}; last log lines:\n{tail}")
+            code = p.poll()
+            if code is not None and not (name in allow_exit and code == 0):
+                raise self._fail(name, p)
+
+    def wait(self, name: str, timeout: float) -> None:
+        """Wait for a service that stops by itself (a replay's sinks at the range end)."""
+        p = self.procs[name]
+        try:
+            code = p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{name} did not finish within {timeout:.0f}s") from None
+        if code != 0:
+            raise self._fail(name, p)
 
     def stop(self, name: str | None = None, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
         names = [name] if name else list(self.procs)
@@ -222,7 +240,7 @@ def run_pipeline(bootstrap: str, recipe: Recipe, *, corpus: list[str] | None = N
     expected = expected_docs(bootstrap, topics, recipe, namespace)
     echo(f"recipe {recipe.version} (tokenizer {recipe.tokenizer.version}); {expected} documents to process")
     base = snapshot_counts(out)
-    services = ServiceSet(bootstrap, recipe_path, namespace, out, out_root / "logs", raw_topic)
+    services = ServiceSet(bootstrap, recipe_path, namespace, out_root, out_root / "logs", raw_topic)
     t0 = time.monotonic()
     services.start_all()
     last = [0.0]

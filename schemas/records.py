@@ -224,8 +224,8 @@ class ShardManifest(Record):
     recipe_version: str
     tokenizer_version: str
     partition: int
-    first_offset: int
-    last_offset: int
+    first_seq: int  # documents this partition sharded before this shard (the number in its name)
+    end_offset: int  # the tokenized topic's offset the partition resumes from after this shard
     n_docs: int
     n_tokens: int
     n_bytes: int

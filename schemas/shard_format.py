@@ -3,7 +3,8 @@
 Layout of one output folder (``{out_root}/{namespace}/{recipe_version}/``)::
 
     shards/p003-000000001234.tar        WebDataset tar; one shard holds documents of one
-                                        partition of the tokenized topic, in offset order
+                                        partition of the tokenized topic, in offset order;
+                                        1234 = documents that partition sharded before it
     manifest/p003-000000001234.parquet  one row per document of that shard
     ledger/p003-000000000000.parquet    rejections (one row per rejected input id)
     recipe.yaml                         the recipe that produced them
@@ -24,7 +25,7 @@ SHARD_RE = re.compile(r"^p(?P<partition>\d{3})-(?P<offset>\d{12})\.tar$")
 
 MANIFEST_COLUMNS = (
     "doc_id", "shard", "key", "source", "url", "lang", "content_hash", "n_tokens", "n_bytes",
-    "partition", "offset", "recipe_version", "tokenizer_version", "scores_json", "raw_ref",
+    "partition", "recipe_version", "tokenizer_version", "scores_json", "raw_ref",
 )
 
 
@@ -37,10 +38,10 @@ def token_dtype(vocab_size: int) -> str:
     return "uint32"
 
 
-def shard_name(partition: int, first_offset: int) -> str:
-    return f"p{partition:03d}-{first_offset:012d}.tar"
+def shard_name(partition: int, first_seq: int) -> str:
+    return f"p{partition:03d}-{first_seq:012d}.tar"
 
 
-def part_name(partition: int, first_offset: int) -> str:
+def part_name(partition: int, first_seq: int) -> str:
     """Name of the Parquet part (manifest or ledger) that belongs to a shard or batch."""
-    return f"p{partition:03d}-{first_offset:012d}.parquet"
+    return f"p{partition:03d}-{first_seq:012d}.parquet"

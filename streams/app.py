@@ -37,7 +37,9 @@ def _undecodable(msg, err: SchemaError, stage: str, recipe_version: str) -> Reje
 
 
 def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir: str = "var/faust",
-               raw_topic: str = "foundry.raw") -> faust.App:
+               raw_topic: str = "foundry.raw", ingest: bool = True) -> faust.App:
+    """``ingest=False`` leaves out the first agent: a replay feeds the keyed topic
+    itself, in a canonical order, so that its output does not depend on timing."""
     if not recipe.tokenizer.model:
         raise ValueError("the worker needs a resolved recipe with a tokenizer model")
     topics = Topics(namespace=namespace, partitions=recipe.partitions, raw_name=raw_topic)
@@ -88,20 +90,25 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
     async def run(fn, *args):
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
-    async def emit(outcomes: list[Outcome], ok_topic) -> None:
+    async def emit(outcomes: list[Outcome], ok_topic, partitions: list[int | None] | None = None) -> None:
+        """Send kept documents on, rejections to the ledger. A kept document stays
+        in the partition number it came from (``partitions``), so each partition's
+        order holds from the keyed topic to the shards: that is what makes a
+        replay's shards independent of timing and of the number of workers."""
         futs = []
-        for o in outcomes:
+        for i, o in enumerate(outcomes):
             if isinstance(o, Rejection):
                 futs.append(await rejections_t.send(key=o.id.encode(), value=o.encode()))
             else:
-                futs.append(await ok_topic.send(key=o.content_hash.encode(), value=o.encode(),
-                                                headers={"doc_id": o.id.encode()}))
+                futs.append(await ok_topic.send(
+                    key=o.content_hash.encode(), value=o.encode(),
+                    partition=partitions[i] if partitions is not None else None,
+                    headers={"doc_id": o.id.encode(), "raw_ref": (o.meta.get("raw_ref") or "").encode()}))
         await asyncio.gather(*futs)  # delivered before this batch is acked
 
     validator = Validator(version, recipe.validate_.max_bytes, recipe.validate_.min_chars)
 
-    @app.agent(raw_t, name="ingest")
-    async def ingest(stream):
+    async def ingest_agent(stream):
         async for events in stream.take_events(batch, within=within):
             outcomes: list[Outcome] = []
             for ev in events:
@@ -112,6 +119,9 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
                 except SchemaError as err:
                     outcomes.append(_undecodable(ev.message, err, "ingest", version))
             await emit(outcomes, keyed_t)
+
+    if ingest:
+        app.agent(raw_t, name="ingest")(ingest_agent)
 
     stateful_specs = [s for s in recipe.curation if s["op"] in STATEFUL_OPS]
     stateless_specs = [s for s in recipe.curation if s["op"] not in STATEFUL_OPS]
@@ -142,7 +152,8 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
                 # A gap or a step back: we were (re)assigned this partition or
                 # restarted. Rebuild exactly the state before this offset.
                 state = states[partition] = store.rebuild(partition, offset)
-            if doc is not None:  # an undecodable message changes no state (rebuild skips it too)
+            if doc is not None and state.admit(doc.meta.get("raw_ref")):
+                # Undecodable messages and redeliveries change no state (rebuild skips them too).
                 run.append(doc)
             state.next_offset = offset + 1
             state.since_snapshot += 1
@@ -155,16 +166,20 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
         async for events in stream.take_events(batch, within=within):
             by_part: dict[int, list] = defaultdict(list)
             outcomes: list[Outcome] = []
+            parts: list[int | None] = []
             for ev in events:
                 try:
                     doc = CuratedDocument.decode(ev.value)
                 except SchemaError as err:
                     outcomes.append(_undecodable(ev.message, err, "dedup", version))
+                    parts.append(None)
                     doc = None
                 by_part[ev.message.partition].append((ev.message.offset, doc))
             for partition, items in by_part.items():
-                outcomes += await run(dedup_partition, partition, items)
-            await emit(outcomes, unique_t)
+                res = await run(dedup_partition, partition, items)
+                outcomes += res
+                parts += [partition] * len(res)
+            await emit(outcomes, unique_t, parts)
 
     curation = [build_stage(s) for s in stateless_specs]
     tokenizer = SentencePieceTokenizer(recipe.tokenizer.model)
@@ -176,14 +191,16 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
     @app.agent(unique_t, name="curate")
     async def curate_and_tokenize(stream):
         async for events in stream.take_events(batch, within=within):
-            docs, outcomes = [], []
+            docs, outcomes, parts, doc_parts = [], [], [], []
             for ev in events:
                 try:
                     docs.append(CuratedDocument.decode(ev.value))
+                    doc_parts.append(ev.message.partition)
                 except SchemaError as err:
                     outcomes.append(_undecodable(ev.message, err, "curate", version))
-            outcomes += await run(curate, docs)
-            await emit(outcomes, tokenized_t)
+                    parts.append(None)
+            outcomes += await run(curate, docs)  # one outcome per document, in order
+            await emit(outcomes, tokenized_t, parts + doc_parts)
 
     return app
 

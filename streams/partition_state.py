@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
+import time
 from collections.abc import Callable, Sequence
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -23,13 +24,43 @@ from streams.stages.dedup import BloomDeduper
 log = logging.getLogger(__name__)
 
 
+def split_raw_ref(raw_ref: str | None) -> tuple[str, int] | None:
+    if not raw_ref:
+        return None
+    part, _, off = raw_ref.rpartition(":")
+    try:
+        return part, int(off)
+    except ValueError:
+        return None
+
+
 class PartitionState:
-    """The stateful stages of one partition and the next offset they expect."""
+    """The stateful stages of one partition and the next offset they expect.
+
+    It also remembers, per raw partition, the highest raw offset it has seen.
+    An upstream agent that crashed re-sends raw messages it had already sent;
+    they arrive here in raw order again, so a raw offset at or below that mark
+    is a redelivery and is dropped without a verdict (its first copy has one).
+    """
 
     def __init__(self, stages: Sequence[Stage], next_offset: int = 0):
         self.stages = list(stages)
         self.next_offset = next_offset
         self.since_snapshot = 0
+        self.raw_high: dict[str, int] = {}
+        self.redeliveries = 0
+
+    def admit(self, raw_ref: str | None) -> bool:
+        """False for a redelivered raw message; records the mark otherwise."""
+        ref = split_raw_ref(raw_ref)
+        if ref is None:
+            return True
+        part, off = ref
+        if off <= self.raw_high.get(part, -1):
+            self.redeliveries += 1
+            return False
+        self.raw_high[part] = off
+        return True
 
     @property
     def bloom(self) -> BloomDeduper:
@@ -48,7 +79,8 @@ class PartitionState:
 
     def snapshot(self) -> bytes:
         parts = [s.snapshot() for s in self.stages]  # type: ignore[attr-defined]
-        head = json.dumps({"next_offset": self.next_offset, "sizes": [len(p) for p in parts]}).encode()
+        head = json.dumps({"next_offset": self.next_offset, "sizes": [len(p) for p in parts],
+                           "raw_high": self.raw_high}).encode()
         return struct.pack(">I", len(head)) + head + b"".join(parts)
 
     def restore(self, blob: bytes) -> None:
@@ -59,6 +91,7 @@ class PartitionState:
             stage.restore(blob[pos:pos + size])  # type: ignore[attr-defined]
             pos += size
         self.next_offset = head["next_offset"]
+        self.raw_high = dict(head.get("raw_high", {}))
 
 
 def snapshot_offset(blob: bytes) -> int:
@@ -98,8 +131,14 @@ class PartitionStateStore:
             if end <= start:
                 return
             c.assign([TopicPartition(topic, partition, start)])
+            give_up = time.monotonic() + 60
             while True:
-                msgs = c.consume(1000, timeout=5.0)
+                # Short polls: consume() waits out its timeout when fewer messages remain.
+                msgs = c.consume(1000, timeout=0.3)
+                if not msgs and time.monotonic() > give_up:
+                    raise TimeoutError(f"{topic}[{partition}]: offsets up to {end} did not arrive")
+                if msgs:
+                    give_up = time.monotonic() + 60
                 for m in msgs:
                     if m.error():
                         continue  # partition EOF events
@@ -139,6 +178,8 @@ class PartitionStateStore:
         batch: list[CuratedDocument] = []
         for m in self._read(self.keyed_topic, partition, state.next_offset, until):
             replayed += 1
+            if not state.admit(_header(m, "raw_ref")):
+                continue
             if bloom_only:
                 state.bloom.add(m.key().decode(), _header(m, "doc_id"))
                 continue

@@ -58,6 +58,9 @@ class RecordPublisher:
             "enable.idempotence": True,  # implies acks=all and in-order retries without duplicates
             "linger.ms": linger_ms,
             "compression.type": "lz4",
+            # Kafka's (and aiokafka's) partitioner, so a key lands in the same partition
+            # whichever client sends it.
+            "partitioner": "murmur2_random",
             "queue.buffering.max.kbytes": max_queue_mb * 1024,
             "message.max.bytes": 64 * 1024 * 1024,
             # A broker outage shorter than this is ridden out by librdkafka's retries.

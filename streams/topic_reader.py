@@ -44,8 +44,8 @@ def read_raw_texts(bootstrap: str, topic: str, max_bytes: int) -> Iterator[str]:
                 continue
             c.assign([TopicPartition(topic, p, low)])
             used, done, empty_polls = 0, False, 0
-            while not done and empty_polls < 3:
-                msgs = c.consume(500, timeout=5.0)
+            while not done and empty_polls < 20:
+                msgs = c.consume(500, timeout=0.3)
                 empty_polls = 0 if msgs else empty_polls + 1
                 for m in msgs:
                     if m.error():

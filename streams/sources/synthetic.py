@@ -180,12 +180,12 @@ class SyntheticSource:
             lang, make, sep = rng.choices(kinds, weights=cfg.mix)[0]
             n = rng.randint(cfg.min_sentences, cfg.max_sentences)
             text = sep.join(make(rng) for _ in range(n))
-            texts.append(text)
-            origin.append((i, lang))
             kind = "original"
             if cfg.boilerplate_rate > 0 and aux.random() < cfg.boilerplate_rate:
                 only = aux.random() < cfg.boilerplate_only_share
                 text = self._boilerplate(aux, None if only else text)
                 kind = "boilerplate_only" if only else "boilerplate"
+            texts.append(text)  # duplicates repeat the document as published
+            origin.append((i, lang))
             yield RawDocument(id=doc_id, text=text, source=self.source, lang=lang,
                               meta={"synthetic": True, "kind": kind})

@@ -23,8 +23,9 @@ def _docs(n, start=0):
 
 def test_shard_and_manifest_are_written_and_recovered(tmp_path):
     w = ShardWriter("127.0.0.1:1", tmp_path, recipe_version="rv", vocab_size=1000, publish=False)
-    w.write_part(2, 10, 15, _docs(5, 10))
-    tar = tmp_path / "shards" / "p002-000000000010.tar"
+    w.write_part(2, 0, 15, _docs(5, 10))
+    assert (tmp_path / "manifest" / "_offsets" / "p002-000000000000.json").exists()
+    tar = tmp_path / "shards" / "p002-000000000000.tar"
     with tarfile.open(tar) as tf:
         names = sorted(tf.getnames())
         assert len(names) == 10 and not any(n.endswith(".tmp") for n in names)
@@ -33,11 +34,11 @@ def test_shard_and_manifest_are_written_and_recovered(tmp_path):
         assert arr.dtype == np.uint16  # smallest type for a 1000-id vocabulary
         meta = json.loads(tf.extractfile(member.replace(".tokens.npy", ".json")).read())
         assert meta["n_tokens"] == len(arr) and meta["recipe_version"] == "rv"
-    rows = pq.read_table(tmp_path / "manifest" / "p002-000000000010.parquet").to_pylist()
+    rows = pq.read_table(tmp_path / "manifest" / "p002-000000000000.parquet").to_pylist()
     assert [r["doc_id"] for r in rows] == [f"d{i}" for i in range(10, 15)]
-    resume, keys = w.recover_partition(2)
-    assert resume == 15 and keys == {d.content_hash for _, d in _docs(5, 10)}
-    assert w.recover_partition(1) == (None, set())
+    resume, keys, written = w.recover_partition(2)
+    assert resume == 15 and written == 5 and keys == {d.content_hash for _, d in _docs(5, 10)}
+    assert w.recover_partition(1) == (None, set(), 0)
 
 
 def test_same_documents_give_byte_identical_shards(tmp_path):
@@ -54,5 +55,5 @@ def test_ledger_keys_by_raw_message(tmp_path):
     r1 = Rejection(id="x", reason="empty", stage="validate", recipe_version="rv", raw_ref="0:1")
     r2 = Rejection(id="x", reason="empty", stage="validate", recipe_version="rv", raw_ref="0:9")
     led.write_part(0, 0, 2, [(0, r1), (1, r2)])
-    resume, keys = led.recover_partition(0)
-    assert resume == 2 and len(keys) == 2 and led.key_of(r1) in keys
+    resume, keys, rows = led.recover_partition(0)
+    assert resume == 2 and rows == 2 and len(keys) == 2 and led.key_of(r1) in keys

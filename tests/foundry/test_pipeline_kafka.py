@@ -54,7 +54,8 @@ def test_restart_of_worker_and_shard_writer_mid_run_is_exactly_once(kafka_bootst
     recipe.save(out / "recipe.yaml")
     total = expected_docs(kafka_bootstrap, topics, recipe, unique_name)
     assert total == len(expected)
-    services = ServiceSet(kafka_bootstrap, out / "recipe.yaml", unique_name, out, tmp_path / "logs", topics.raw)
+    services = ServiceSet(kafka_bootstrap, out / "recipe.yaml", unique_name, tmp_path / "out", tmp_path / "logs",
+                          topics.raw)
     services.start_all()
     try:
         deadline = time.monotonic() + 180

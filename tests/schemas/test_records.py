@@ -46,7 +46,7 @@ def test_rejection_reason_must_be_known():
 
 def test_newer_version_of_manifest_is_refused():
     m = ShardManifest(shard="p000-000000000000.tar", path="/x", recipe_version="r", tokenizer_version="t",
-                      partition=0, first_offset=0, last_offset=1, n_docs=2, n_tokens=3, n_bytes=4, sha256="h",
+                      partition=0, first_seq=0, end_offset=2, n_docs=2, n_tokens=3, n_bytes=4, sha256="h",
                       token_dtype="uint16", vocab_size=8000, manifest_path="/m")
     d = m.to_dict()
     d["v"] = 99

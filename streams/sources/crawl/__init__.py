@@ -1,0 +1,1 @@
+"""The crawler: ``engine.Crawler`` over a ``frontier.KafkaFrontier`` (or ``MemoryFrontier``)."""
