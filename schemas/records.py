@@ -55,8 +55,8 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"schema": self.SCHEMA, "v": self.VERSION}
-        for f in dataclasses.fields(self):
-            out[f.name] = getattr(self, f.name)
+        for name in _field_names(type(self)):
+            out[name] = getattr(self, name)
         return out
 
     def encode(self) -> bytes:
@@ -74,7 +74,7 @@ class Record:
                 Reason.UNSUPPORTED_SCHEMA,
                 f"{cls.SCHEMA} version {version!r} is not supported (this build reads up to v{cls.VERSION})",
             )
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = _field_names(cls)
         kwargs = {k: v for k, v in obj.items() if k in names}
         try:
             rec = cls(**kwargs)
@@ -97,16 +97,24 @@ class Record:
 
     def _check(self) -> None:
         """Type checks for the fields a consumer relies on."""
-        for f in dataclasses.fields(self):
-            val = getattr(self, f.name)
-            want = _FIELD_TYPES.get((self.SCHEMA, f.name))
-            if want is not None and val is not None and not isinstance(val, want):
-                raise SchemaError(
-                    Reason.MALFORMED, f"{self.SCHEMA}.{f.name} must be {want}, got {type(val).__name__}"
-                )
+        for (schema, name), want in _FIELD_TYPES.items():
+            if schema != self.SCHEMA:
+                continue
+            val = getattr(self, name)
+            if val is not None and not isinstance(val, want):
+                raise SchemaError(Reason.MALFORMED, f"{self.SCHEMA}.{name} must be {want}, got {type(val).__name__}")
 
 
 _FIELD_TYPES: dict[tuple[str, str], Any] = {}
+_NAMES: dict[type, frozenset[str] | tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    # dataclasses.fields() is slow enough to show in profiles of the hot path.
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 def _types(schema: str, **kinds: Any) -> None:
