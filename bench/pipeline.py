@@ -83,8 +83,10 @@ def end_to_end(args, docs_path: Path, tmp: Path) -> dict:
             cluster.down()
     print(f"  {'end to end (3 agents + sinks)':<28} {s.docs_per_s:>10.0f} docs/s {s.mb_per_s:>8.2f} MB/s"
           f"   ({s.docs_in} docs, {s.seconds}s, {s.shards} shards)")
+    print(f"  {'  after start-up':<28} {s.steady_docs_per_s:>10.0f} docs/s {s.mb_in / max(s.seconds - s.startup_s, 1e-3):>8.2f}"
+          f" MB/s   (start-up: {s.startup_s}s until the first document was out)")
     print("  peak RSS MB:", s.peak_rss_mb)
-    return {"docs_per_s": s.docs_per_s, "mb_per_s": s.mb_per_s}
+    return {"docs_per_s": s.steady_docs_per_s, "mb_per_s": s.mb_per_s}
 
 
 def main() -> None:
@@ -112,7 +114,8 @@ def main() -> None:
         print("through Kafka:")
         e2e = end_to_end(args, docs_path, tmp)
         slowest = min(rows, key=lambda r: r["docs_per_s"])
-        print(f"end-to-end / slowest stage ({slowest['stage']}): {e2e['docs_per_s'] / slowest['docs_per_s']:.2f}")
+        print(f"end-to-end after start-up / slowest stage alone ({slowest['stage']}): "
+              f"{e2e['docs_per_s'] / slowest['docs_per_s']:.2f}")
 
 
 if __name__ == "__main__":

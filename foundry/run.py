@@ -40,6 +40,8 @@ class RunSummary:
     docs_per_s: float
     mb_in: float
     mb_per_s: float
+    startup_s: float  # from starting the services to the first document out (Faust joins its groups)
+    steady_docs_per_s: float  # after start-up
     out_dir: str
     recipe_version: str
     rejections_by_reason: dict[str, int]
@@ -164,7 +166,9 @@ def expected_docs(bootstrap: str, topics: Topics, recipe: Recipe, namespace: str
 
 
 def wait_drained(services: ServiceSet, out_dir: Path, base_rows: int, expected: int, timeout: float,
-                 progress=None) -> int:
+                 progress=None, first_seen: list | None = None) -> int:
+    """Poll the output until ``expected`` new rows are there. ``first_seen`` (a list)
+    receives the time the first row appeared: the services' start-up ends there."""
     deadline = time.monotonic() + timeout
     while True:
         services.check_alive()
@@ -172,6 +176,8 @@ def wait_drained(services: ServiceSet, out_dir: Path, base_rows: int, expected: 
         shard_rows = count_rows(out_dir / "manifest")[0]
         ledger_rows = count_rows(out_dir / "ledger")[0]
         done = shard_rows + ledger_rows - base_rows
+        if first_seen is not None and done > 0 and not first_seen:
+            first_seen.append(time.monotonic())
         if progress:
             progress(done, expected)
         if done >= expected:
@@ -182,7 +188,7 @@ def wait_drained(services: ServiceSet, out_dir: Path, base_rows: int, expected: 
 
 
 def summarize(out_dir: Path, recipe: Recipe, base: dict, docs_in: int, bytes_in: int, seconds: float,
-              peak: dict[str, float]) -> RunSummary:
+              peak: dict[str, float], startup: float = 0.0) -> RunSummary:
     m_rows, _, tokens = count_rows(out_dir / "manifest")
     l_rows, reasons, _ = count_rows(out_dir / "ledger")
     for r, n in base["reasons"].items():
@@ -194,7 +200,9 @@ def summarize(out_dir: Path, recipe: Recipe, base: dict, docs_in: int, bytes_in:
         docs_in=docs_in, duplicates=dups, rejected_other=sum(reasons.values()) - dups,
         docs_written=m_rows - base["m_rows"], tokens_written=tokens - base["tokens"], shards=shards,
         seconds=round(seconds, 2), docs_per_s=round(docs_in / seconds, 1), mb_in=round(bytes_in / 1e6, 2),
-        mb_per_s=round(bytes_in / 1e6 / seconds, 3), out_dir=str(out_dir), recipe_version=recipe.version,
+        mb_per_s=round(bytes_in / 1e6 / seconds, 3), startup_s=round(startup, 1),
+        steady_docs_per_s=round(docs_in / max(seconds - startup, 1e-3), 1), out_dir=str(out_dir),
+        recipe_version=recipe.version,
         rejections_by_reason=reasons, peak_rss_mb={k: round(v, 1) for k, v in peak.items()},
     )
 
@@ -250,9 +258,11 @@ def run_pipeline(bootstrap: str, recipe: Recipe, *, corpus: list[str] | None = N
             last[0] = time.monotonic()
             echo(f"  {done}/{total} documents accounted for ({time.monotonic() - t0:.0f}s)")
 
+    first: list = []
     try:
-        wait_drained(services, out, base["m_rows"] + base["l_rows"], expected, timeout, progress)
+        wait_drained(services, out, base["m_rows"] + base["l_rows"], expected, timeout, progress, first)
         seconds = time.monotonic() - t0
     finally:
         services.stop()
-    return summarize(out, recipe, base, expected, bytes_in, seconds, services.peak)
+    startup = (first[0] - t0) if first else 0.0
+    return summarize(out, recipe, base, expected, bytes_in, seconds, services.peak, startup)
