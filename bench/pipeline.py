@@ -77,7 +77,8 @@ def end_to_end(args, docs_path: Path, tmp: Path) -> dict:
     try:
         ns = f"bench{int(time.time())}"
         s = run_pipeline(bootstrap, load_recipe(args.recipe), corpus=[str(docs_path)], namespace=ns,
-                         raw_topic=f"{ns}.raw", out_root=tmp / "out", timeout=3600, echo=lambda *_: None)
+                         raw_topic=f"{ns}.raw", out_root=tmp / "out", timeout=3600, workers=args.workers,
+                         echo=lambda *_: None)
     finally:
         if cluster is not None:
             cluster.down()
@@ -97,6 +98,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=19792)
     ap.add_argument("--recipe")
     ap.add_argument("--stages-only", action="store_true")
+    ap.add_argument("--workers", type=int, default=1, help="stream worker processes")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -111,7 +113,7 @@ def main() -> None:
         rows = stages_alone(docs, tmp)
         if args.stages_only:
             return
-        print("through Kafka:")
+        print(f"through Kafka ({args.workers} worker process(es), shard writer, ledger, one broker):")
         e2e = end_to_end(args, docs_path, tmp)
         slowest = min(rows, key=lambda r: r["docs_per_s"])
         print(f"end-to-end after start-up / slowest stage alone ({slowest['stage']}): "

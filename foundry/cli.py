@@ -113,7 +113,9 @@ def ledger(bootstrap, namespace, recipe_path, out_root, until_idle, stop_at_file
 @click.option("--out", "out_root", default="out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--kafka-home", default=None, help="Start (and afterwards stop) a local broker here if none answers.")
 @click.option("--timeout", default=1800.0, show_default=True)
-def run(bootstrap, namespace, recipe_path, raw_topic, corpus, n_generated, seed, out_root, kafka_home, timeout) -> None:
+@click.option("--workers", default=1, show_default=True, help="Stream worker processes (Faust splits the partitions).")
+def run(bootstrap, namespace, recipe_path, raw_topic, corpus, n_generated, seed, out_root, kafka_home, timeout,
+        workers) -> None:
     """Feed a corpus through the whole pipeline until drained, then summarize."""
     from foundry.run import run_pipeline, summary_text
     from streams.publisher import BrokerUnavailable, check_broker
@@ -133,7 +135,7 @@ def run(bootstrap, namespace, recipe_path, raw_topic, corpus, n_generated, seed,
     try:
         summary = run_pipeline(bootstrap, _recipe(recipe_path), corpus=list(corpus) or None,
                                n_generated=n_generated, seed=seed, namespace=namespace, out_root=out_root, raw_topic=raw_topic,
-                               timeout=timeout, echo=click.echo)
+                               timeout=timeout, workers=workers, echo=click.echo)
     finally:
         if cluster is not None:
             click.echo("stopping the Kafka broker this run started")

@@ -107,9 +107,11 @@ class ServiceSet:
         self.procs[key] = p
         return p
 
-    def start_all(self) -> None:
-        for name in ("worker", "shard-writer", "ledger"):
-            self.start(name)
+    def start_all(self, workers: int = 1) -> None:
+        for i in range(workers):
+            self.start("worker", suffix=str(i) if i else "")
+        self.start("shard-writer")
+        self.start("ledger")
 
     def sample_memory(self) -> None:
         for name, p in self.procs.items():
@@ -219,7 +221,7 @@ def summary_text(s: RunSummary) -> str:
 
 def run_pipeline(bootstrap: str, recipe: Recipe, *, corpus: list[str] | None = None, n_generated: int = 5000,
                  seed: int = 0, namespace: str = "live", out_root: str | Path = "out", timeout: float = 1800.0,
-                 raw_topic: str = "foundry.raw", echo=print) -> RunSummary:
+                 raw_topic: str = "foundry.raw", workers: int = 1, echo=print) -> RunSummary:
     from streams.publisher import RecordPublisher
     from streams.sources.files import FileSource
     from streams.sources.synthetic import SyntheticConfig, SyntheticSource
@@ -250,7 +252,7 @@ def run_pipeline(bootstrap: str, recipe: Recipe, *, corpus: list[str] | None = N
     base = snapshot_counts(out)
     services = ServiceSet(bootstrap, recipe_path, namespace, out_root, out_root / "logs", raw_topic)
     t0 = time.monotonic()
-    services.start_all()
+    services.start_all(workers)
     last = [0.0]
 
     def progress(done: int, total: int) -> None:

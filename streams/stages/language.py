@@ -1,0 +1,165 @@
+"""Language identification: sets ``doc.lang`` and optionally keeps only some languages.
+
+Operator ``language``, on py3langid (a naive-Bayes byte n-gram model shipped
+inside the package, 140 languages). Compared with lingua-language-detector
+(all languages, models preloaded) on 300-document samples of the shared data
+(first 2,000 characters; accuracy against the files' ``lang``, code-switched
+counted by their first part; docs per CPU-second on one core):
+
+===========================  ===================  ==========================
+sample                       py3langid            lingua
+===========================  ===================  ==========================
+zh_wiki_paragraphs           1.000, 1,100/s       0.997, 2,300/s
+zh_reviews                   1.000, 5,000/s       1.000, 25,000/s
+zh_en_codeswitch             0.967, 3,400/s       0.970, 3,500/s
+web_extracted (en + de)      1.000, 490/s         1.000, 96/s
+English tweets (davidson)    0.920, 7,400/s       0.850, 270/s
+start-up / memory            0.8 s, 150 MB RSS    20 s, 1.3 GB RSS
+===========================  ===================  ==========================
+
+(py3langid's raw labels include ``wuu`` / ``yue`` for some Chinese; they are
+folded into ``zh`` here.) Equal accuracy on Chinese and code-switched text,
+better on short English, 5× faster on web pages and a fraction of the start-up
+time and memory, which matters with one detector per worker process: py3langid.
+
+Chinese–English code-switched text gets a two-part code as in the shared data:
+``zh-en`` (Chinese-dominant) or ``en-zh`` (English-dominant). The rule counts
+Han characters (one unit each) against Latin words of two or more letters
+(``latin_word_weight`` units each); when the detector says Chinese or English
+and the smaller side has at least ``min_minor_share`` of the units (and at
+least ``min_minor_units`` characters/words), the text is code-switched, and the
+larger side comes first. Japanese and Korean (kana / hangul) are left alone.
+
+Parameters:
+
+``allowed``            languages to keep (``None``: keep all). A two-part code
+                       is allowed when its first part is (``zh`` allows ``zh-en``),
+                       or when listed itself.
+``min_confidence``     with ``allowed`` set, a document whose best language has
+                       a lower probability is rejected as undetermined (``und``).
+``max_chars``          characters of the text given to the detector (speed).
+``min_minor_share``, ``min_minor_units``, ``latin_word_weight``   the code-switching rule above.
+``keep_source_lang``   trust a ``lang`` the source already set (default False:
+                       always detect; the source's value goes to
+                       ``meta["source_lang"]`` when it differs).
+
+The probability of the chosen language goes to ``doc.scores["lang_confidence"]``.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from schemas import CuratedDocument, Reason
+from streams.stages.base import Outcome, Stage
+from streams.stages.registry import register
+
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]")
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+_KANA_HANGUL = re.compile(r"[\u3040-\u30ff\uac00-\ud7af]")
+
+# Chinese varieties and script codes some detectors return.
+_ZH_CODES = {"zh", "wuu", "yue", "cmn", "lzh", "gan", "hak", "nan", "cdo", "hsn",
+             "zh-cn", "zh-tw", "zh-hans", "zh-hant"}
+
+_identifier = None
+_lock = threading.Lock()
+
+
+def _get_identifier():
+    global _identifier
+    with _lock:
+        if _identifier is None:
+            from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+            _identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        return _identifier
+
+
+def detect(text: str, *, max_chars: int = 5000) -> tuple[str, float]:
+    """The detector's best language (Chinese varieties folded into ``zh``) and its probability."""
+    sample = text[:max_chars]
+    if not sample.strip():
+        return "und", 0.0
+    lang, conf = _get_identifier().classify(sample)
+    if lang in _ZH_CODES:
+        lang = "zh"
+    return lang, float(conf)
+
+
+def code_switch(text: str, lang: str, *, min_minor_share: float = 0.05, min_minor_units: int = 1,
+                latin_word_weight: float = 2.0) -> str:
+    """Turn ``zh``/``en`` into ``zh-en``/``en-zh`` for mixed Chinese–English text.
+
+    Units: one per Han character, ``latin_word_weight`` per Latin word (an
+    English word carries about as much as two Chinese characters).
+    """
+    if lang not in ("zh", "en"):
+        return lang
+    n_han = len(_HAN.findall(text))
+    n_latin = len(_LATIN_WORD.findall(text))
+    if not n_han or not n_latin or min(n_han, n_latin) < min_minor_units:
+        return lang
+    if len(_KANA_HANGUL.findall(text)) > n_han / 4:
+        return lang  # Japanese / Korean with Han characters is not Chinese code-switching
+    han_units, latin_units = float(n_han), latin_word_weight * n_latin
+    if min(han_units, latin_units) / (han_units + latin_units) < min_minor_share:
+        return lang
+    return "zh-en" if han_units >= latin_units else "en-zh"
+
+
+class LanguageStage(Stage):
+    name = "language"
+
+    def __init__(self, allowed: Iterable[str] | None = None, min_confidence: float | None = None,
+                 max_chars: int = 5000, min_minor_share: float = 0.05, min_minor_units: int = 1,
+                 latin_word_weight: float = 2.0, keep_source_lang: bool = False):
+        self.allowed = None if allowed is None else {a.lower() for a in allowed}
+        self.min_confidence = min_confidence
+        self.max_chars = max_chars
+        self.min_minor_share = min_minor_share
+        self.min_minor_units = min_minor_units
+        self.latin_word_weight = latin_word_weight
+        self.keep_source_lang = keep_source_lang
+
+    def _allowed(self, code: str) -> bool:
+        if self.allowed is None:
+            return True
+        return code in self.allowed or code.split("-")[0] in self.allowed
+
+    def identify(self, text: str) -> tuple[str, float]:
+        lang, conf = detect(text, max_chars=self.max_chars)
+        return code_switch(text, lang, min_minor_share=self.min_minor_share, min_minor_units=self.min_minor_units,
+                           latin_word_weight=self.latin_word_weight), conf
+
+    def process_batch(self, docs: Sequence[CuratedDocument]) -> list[Outcome]:
+        out: list[Outcome] = []
+        for doc in docs:
+            if self.keep_source_lang and doc.lang:
+                code, conf = doc.lang, 1.0
+            else:
+                code, conf = self.identify(doc.text)
+            if self.allowed is not None:
+                if self.min_confidence is not None and conf < self.min_confidence:
+                    out.append(self.reject(doc, Reason.LANGUAGE,
+                                           f"language: und ({code} p={conf:.3f} < {self.min_confidence})",
+                                           score=conf))
+                    continue
+                if not self._allowed(code):
+                    out.append(self.reject(doc, Reason.LANGUAGE,
+                                           f"language: {code} (p={conf:.3f}) not in {sorted(self.allowed)}",
+                                           score=conf))
+                    continue
+            if doc.lang and doc.lang != code:
+                doc.meta.setdefault("source_lang", doc.lang)
+            doc.lang = code
+            doc.scores["lang_confidence"] = round(conf, 6)
+            out.append(doc)
+        return out
+
+
+@register("language")
+def language(**params: Any) -> LanguageStage:
+    return LanguageStage(**params)

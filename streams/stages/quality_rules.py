@@ -1,0 +1,570 @@
+"""Cheap rule filters in the Gopher / C4 / FineWeb tradition, made to work on Chinese.
+
+Two kinds of operator live here.
+
+``boilerplate_lines`` removes boilerplate lines and keeps the document if
+enough is left. It *changes* ``doc.text`` and adds the number of removed lines
+to ``doc.meta["boilerplate_lines_removed"]``; ``doc.scores["boilerplate_lines"]``
+is the share of characters kept. A line goes when
+
+* it has at most ``max_line_words`` (30) words and contains a strong phrase
+  (own English and Chinese lists: "all rights reserved", "© 2019", cookie and
+  JavaScript notices, privacy / terms links, "skip to content", 版权所有, ICP备 ...);
+* it has at most ``nav_max_words`` (3) words and a weak phrase ("share",
+  "log in", "read more", 登录, 首页 ...) makes up at least half of it;
+* it is a navigation bar: ``nav_bar_min_items`` (3) or more short items
+  between separators ("Home | News | Sport", "首页 > 新闻 > 国际");
+* it belongs to a run of at least ``nav_min_run`` (4) short lines without
+  sentence punctuation (a menu or tag cloud); list items, numbers, table rows
+  and code lines never count as short.
+
+Words here count two CJK characters as one word. The document is rejected
+(``low_quality``, detail ``boilerplate_lines: kept_fraction=...``) when lines
+were removed and fewer than ``min_kept_chars`` (20) characters or less than
+``min_kept_fraction`` (0.2) of the text remain. ``extra_patterns`` adds
+regular expressions to the strong list.
+
+``quality_rules`` and one operator per rule run document-level rules; the
+first failing check rejects with ``Reason.LOW_QUALITY`` and a detail such as
+``digit_ratio=0.4123 > 0.25``; the rejection's score is that value. Kept
+documents carry every value in ``doc.scores``. ``quality_rules`` takes
+``rules`` (a subset, default all) and every parameter below:
+
+=============  ===========================================================  =====================
+rule           values (name in scores / detail)                             parameters (default)
+=============  ===========================================================  =====================
+min_words      n_words                                                      min_words 5
+symbol_ratio   symbol_word_ratio: ("#" + "..." + "…") per word              max_symbol_word_ratio 0.1
+digit_ratio    digit_ratio: digits per non-space character                  max_digit_ratio 0.25
+alpha_words    alpha_word_ratio: tokens with a letter                       min_alpha_word_ratio 0.8
+stop_words     stop_words: occurrences of stop words (en or zh list;        min_stop_words 2,
+               other languages are not judged)                              stop_word_langs (en, zh)
+word_length    mean_word_length of Latin words (only when at least          min/max_mean_word_length
+               min_latin_words and min_latin_share of the words are Latin)  3 / 10, 20, 0.5
+line_shape     bullet_lines, ellipsis_lines (shares of lines)               max_bullet_lines 0.9,
+                                                                            max_ellipsis_lines 0.3
+repetition     dup_line_frac, dup_line_char_frac, top_{2,3,4}gram_char_     max_dup_line_frac 0.3,
+               frac, dup_{5..10}gram_char_frac                              max_dup_line_char_frac
+                                                                            0.2, (0.2, 0.18, 0.16),
+                                                                            (0.15 ... 0.10),
+                                                                            cjk_ngram_factor 3
+=============  ===========================================================  =====================
+
+Words: Chinese has no spaces, so every CJK character (and kana / hangul
+syllable) counts as one word and everything else is split on whitespace; a
+"word" must contain a letter or digit. For CJK-heavy text the n-grams of the
+repetition rule are ``cjk_ngram_factor`` times longer (a Chinese word is about
+1.5–2 characters, names are longer), the alphabetic-token rule ignores
+punctuation-only tokens (Chinese punctuation stands alone between
+characters), the word-length rule does not apply, and the stop-word rule uses
+its Chinese list (single-character function words). ``doc.lang`` picks the
+list; without it the script decides.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from schemas import CuratedDocument, Reason
+from streams.stages.base import Outcome, Stage
+from streams.stages.registry import register
+
+# --------------------------------------------------------------------------- text helpers
+
+# Han (incl. extensions and compatibility ideographs), kana, hangul syllables.
+CJK_CLASS = (
+    "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+    "\U00020000-\U0002ebef\U00030000-\U0003134f"
+)
+_CJK_CHAR = re.compile(f"[{CJK_CLASS}]")
+_TOKEN = re.compile(f"[{CJK_CLASS}]|[^\\s{CJK_CLASS}]+")
+_HAS_ALNUM = re.compile(r"[^\W_]")
+_LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]+(?:['’][A-Za-z]+)?")
+_INVISIBLE = " \t\r\f\v\u00a0\u200b\u200c\u200d\u2060\ufeff\u3000"
+_PUNCT_EDGES = "\"'“”‘’()[]{}<>«»,.;:!?¡¿…-–—*_/\\|`~"
+
+
+def cjk_count(text: str) -> int:
+    return len(_CJK_CHAR.findall(text))
+
+
+def cjk_share(text: str) -> float:
+    """Share of CJK characters among the non-space characters."""
+    n = sum(1 for c in text if not c.isspace())
+    return cjk_count(text) / n if n else 0.0
+
+
+def tokens(text: str) -> list[str]:
+    """CJK characters one by one, other text split on whitespace (punctuation kept)."""
+    return _TOKEN.findall(text)
+
+
+def words(text: str) -> list[str]:
+    """Tokens with at least one letter or digit."""
+    return [t for t in tokens(text) if _HAS_ALNUM.search(t)]
+
+
+def latin_words(text: str) -> list[str]:
+    return _LATIN_WORD.findall(text)
+
+
+def _is_cjk(token: str) -> bool:
+    return len(token) == 1 and _CJK_CHAR.match(token) is not None
+
+
+# --------------------------------------------------------------------------- stop words (own lists)
+
+EN_STOP_WORDS = frozenset(
+    "the be is are was were been to of and that have has had with for on in at by it this "
+    "as not from or but you we they he she his her their our an a will would can".split()
+)
+# Single-character Chinese function words (counted as CJK "words"). Characters
+# that often sit inside names and nouns (上, 都, 一, 个, 人) are left out.
+ZH_STOP_WORDS = frozenset("的了是在和我你他她它们这那也就很不没吗呢吧啊着过把被与及而或但从对为于其之所还又该些么要会说得地")
+
+
+def primary_lang(doc: CuratedDocument, text: str) -> str:
+    """``en``/``zh``/other code: the document's language, or a guess from its script."""
+    lang = (doc.lang or "").lower()
+    if lang:
+        return lang.split("-")[0].split("_")[0]
+    return "zh" if cjk_share(text) >= 0.3 else "en"
+
+
+# --------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True)
+class Check:
+    """One computed value and its bound: ``value`` fails when below ``low`` or above ``high``."""
+
+    name: str
+    value: float
+    low: float | None = None
+    high: float | None = None
+
+    def failed(self) -> str | None:
+        if self.low is not None and self.value < self.low:
+            return f"{self.name}={self.value:.4g} < {self.low}"
+        if self.high is not None and self.value > self.high:
+            return f"{self.name}={self.value:.4g} > {self.high}"
+        return None
+
+
+RuleFn = Callable[[CuratedDocument, "Analysis", dict[str, Any]], list[Check]]
+
+
+class Analysis:
+    """The pieces of a text that several rules need, computed once."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.tokens = tokens(text)
+        self.words = [t for t in self.tokens if _HAS_ALNUM.search(t)]
+        self.lines = [ln.strip(_INVISIBLE) for ln in text.split("\n")]
+        self.nonempty_lines = [ln for ln in self.lines if ln]
+        self.n_cjk = len(_CJK_CHAR.findall(text))
+        n_chars = sum(map(len, self.tokens))
+        self.cjk_share = self.n_cjk / n_chars if n_chars else 0.0
+
+
+# Each rule's parameters and defaults. ``quality_rules`` accepts all of them.
+RULE_PARAMS: dict[str, dict[str, Any]] = {
+    "min_words": {"min_words": 5},
+    "symbol_ratio": {"max_symbol_word_ratio": 0.1},
+    "digit_ratio": {"max_digit_ratio": 0.25},
+    "alpha_words": {"min_alpha_word_ratio": 0.8},
+    "stop_words": {"min_stop_words": 2, "stop_word_langs": ("en", "zh")},
+    "word_length": {"min_mean_word_length": 3.0, "max_mean_word_length": 10.0, "min_latin_words": 20,
+                    "min_latin_share": 0.5},
+    "line_shape": {"max_bullet_lines": 0.9, "max_ellipsis_lines": 0.3},
+    "repetition": {
+        "max_dup_line_frac": 0.3, "max_dup_line_char_frac": 0.2,
+        # fraction of characters in the most frequent n-gram, n = 2..4
+        "max_top_ngram_char_frac": (0.2, 0.18, 0.16),
+        # fraction of characters in duplicated n-grams, n = 5..10
+        "max_dup_ngram_char_frac": (0.15, 0.14, 0.13, 0.12, 0.11, 0.10),
+        # CJK characters are shorter units than words: n-grams over CJK-heavy text use n * this
+        "cjk_ngram_factor": 3,
+    },
+}
+
+
+def _rule_min_words(doc, a: Analysis, p) -> list[Check]:
+    return [Check("n_words", float(len(a.words)), low=p["min_words"])]
+
+
+def _rule_symbol_ratio(doc, a: Analysis, p) -> list[Check]:
+    n_sym = a.text.count("#") + a.text.count("...") + a.text.count("…")
+    return [Check("symbol_word_ratio", n_sym / max(len(a.words), 1), high=p["max_symbol_word_ratio"])]
+
+
+_DIGIT = re.compile(r"\d")
+_SPACE = re.compile(r"\s")
+_ALPHA = re.compile(r"[^\W\d_]")
+
+
+def _rule_digit_ratio(doc, a: Analysis, p) -> list[Check]:
+    n_chars = len(a.text) - _SPACE.subn("", a.text)[1]
+    n_digit = _DIGIT.subn("", a.text)[1]
+    return [Check("digit_ratio", n_digit / max(n_chars, 1), high=p["max_digit_ratio"])]
+
+
+_CJK_PUNCT_ONLY = re.compile(
+    r"^[\u3000-\u303f\uff00-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65\u2018-\u201f\u2026\u00b7]+$")
+
+
+def _rule_alpha_words(doc, a: Analysis, p) -> list[Check]:
+    # Tokens as for words, but without the tokens made only of CJK / full-width
+    # punctuation: in Chinese these stand alone (no spaces to attach them to a
+    # word), whereas in English "word," is one token.
+    # In CJK-heavy text spaces around punctuation are arbitrary ("好 ! !"), so
+    # there every punctuation-only token is left out.
+    if a.cjk_share >= 0.3:
+        toks = [t for t in a.tokens if _HAS_ALNUM.search(t)]
+    else:
+        toks = [t for t in a.tokens if not _CJK_PUNCT_ONLY.match(t)]
+    if not toks:
+        return [Check("alpha_word_ratio", 0.0, low=p["min_alpha_word_ratio"])]
+    n_alpha = sum(1 for t in toks if _ALPHA.search(t))
+    return [Check("alpha_word_ratio", n_alpha / len(toks), low=p["min_alpha_word_ratio"])]
+
+
+def _rule_stop_words(doc, a: Analysis, p) -> list[Check]:
+    lang = primary_lang(doc, a.text)
+    if lang not in p["stop_word_langs"]:
+        return []
+    if lang == "zh":
+        n = sum(1 for w in a.words if w in ZH_STOP_WORDS)
+    else:
+        n = sum(1 for w in a.words if w.strip(_PUNCT_EDGES).lower() in EN_STOP_WORDS)
+    return [Check("stop_words", float(n), low=p["min_stop_words"])]
+
+
+def _rule_word_length(doc, a: Analysis, p) -> list[Check]:
+    lw = latin_words(a.text)
+    if len(lw) < p["min_latin_words"] or len(lw) < p["min_latin_share"] * len(a.words):
+        return []
+    mean = sum(len(w) for w in lw) / len(lw)
+    return [Check("mean_word_length", mean, low=p["min_mean_word_length"], high=p["max_mean_word_length"])]
+
+
+_BULLET = re.compile(r"^(?:[-*•·‣◦▪●○■□➢➤»>]|\d+[.)、]|[a-zA-Z][.)])\s")
+
+
+def _rule_line_shape(doc, a: Analysis, p) -> list[Check]:
+    lines = a.nonempty_lines
+    if len(lines) < 3:
+        return []
+    n = len(lines)
+    bullets = sum(1 for ln in lines if _BULLET.match(ln))
+    ellipsis = sum(1 for ln in lines if ln.endswith("...") or ln.endswith("…"))
+    return [Check("bullet_lines", bullets / n, high=p["max_bullet_lines"]),
+            Check("ellipsis_lines", ellipsis / n, high=p["max_ellipsis_lines"])]
+
+
+_HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
+
+
+class NGrams:
+    """n-gram statistics over a unit sequence, vectorised: each n-gram is a
+    rolling 64-bit hash of the unit ids (collisions are negligible here)."""
+
+    def __init__(self, units: Sequence[str]):
+        vocab: dict[str, int] = {}
+        n = len(units)
+        self.ids = np.fromiter((vocab.setdefault(u, len(vocab)) + 1 for u in units), dtype=np.uint64, count=n)
+        lens = np.fromiter((len(u) for u in units), dtype=np.int64, count=n)
+        self.lens = lens
+        self.cum = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(lens)))
+        self.total = int(self.cum[-1])
+        self._h = {1: self.ids}
+        # no n-gram repeats for this n, hence none for any larger n either
+        self._no_repeat_from = n + 1
+
+    def _hashes(self, n: int) -> np.ndarray:
+        k = max(self._h)
+        h = self._h[k]
+        while k < n:
+            h = h[:-1] * _HASH_MUL + self.ids[k:]
+            k += 1
+            self._h[k] = h
+        return self._h[n]
+
+    def top_char_frac(self, n: int) -> float:
+        """Characters in the most frequent n-gram times its count, over all characters."""
+        if len(self.ids) < n or not self.total or n >= self._no_repeat_from:
+            return 0.0
+        _, first, counts = np.unique(self._hashes(n), return_index=True, return_counts=True)
+        j = int(np.argmax(counts))
+        if counts[j] < 2:
+            self._no_repeat_from = min(self._no_repeat_from, n)
+            return 0.0
+        i = int(first[j])
+        return float(self.cum[i + n] - self.cum[i]) * int(counts[j]) / self.total
+
+    def dup_char_frac(self, n: int) -> float:
+        """Fraction of characters covered by n-grams that occur more than once."""
+        m = len(self.ids)
+        if m < n or not self.total or n >= self._no_repeat_from:
+            return 0.0
+        _, inverse, counts = np.unique(self._hashes(n), return_inverse=True, return_counts=True)
+        starts = np.flatnonzero(counts[inverse] > 1)
+        if not len(starts):
+            self._no_repeat_from = min(self._no_repeat_from, n)
+            return 0.0
+        depth = np.cumsum(np.bincount(starts, minlength=m + 1) - np.bincount(starts + n, minlength=m + 1))[:m]
+        return float(self.lens[depth > 0].sum()) / self.total
+
+
+def _rule_repetition(doc, a: Analysis, p) -> list[Check]:
+    checks: list[Check] = []
+    lines = a.nonempty_lines
+    if len(lines) > 1:
+        counts = Counter(lines)
+        dup_lines = [ln for ln in lines if counts[ln] > 1]
+        n_chars = sum(len(ln) for ln in lines)
+        checks.append(Check("dup_line_frac", len(dup_lines) / len(lines), high=p["max_dup_line_frac"]))
+        checks.append(Check("dup_line_char_frac", sum(len(ln) for ln in dup_lines) / max(n_chars, 1),
+                            high=p["max_dup_line_char_frac"]))
+    units = [w.lower() for w in a.words]
+    if len(units) < 10:
+        return checks
+    cjk_heavy = a.n_cjk >= 0.5 * len(units)
+    factor = p["cjk_ngram_factor"] if cjk_heavy else 1
+    grams = NGrams(units)
+    for n, bound in zip((2, 3, 4), p["max_top_ngram_char_frac"]):
+        checks.append(Check(f"top_{n}gram_char_frac", grams.top_char_frac(n * factor), high=bound))
+    for n, bound in zip((5, 6, 7, 8, 9, 10), p["max_dup_ngram_char_frac"]):
+        checks.append(Check(f"dup_{n}gram_char_frac", grams.dup_char_frac(n * factor), high=bound))
+    return checks
+
+
+RULES: dict[str, RuleFn] = {
+    "min_words": _rule_min_words,
+    "symbol_ratio": _rule_symbol_ratio,
+    "digit_ratio": _rule_digit_ratio,
+    "alpha_words": _rule_alpha_words,
+    "stop_words": _rule_stop_words,
+    "word_length": _rule_word_length,
+    "line_shape": _rule_line_shape,
+    "repetition": _rule_repetition,
+}
+
+
+class QualityRules(Stage):
+    """Runs the named rules on each document; the first failing check rejects it."""
+
+    def __init__(self, name: str, rules: Iterable[str], **params: Any):
+        self.name = name
+        self.rules = list(rules)
+        unknown = [r for r in self.rules if r not in RULES]
+        if unknown:
+            raise TypeError(f"unknown rules {unknown}; known: {sorted(RULES)}")
+        allowed: dict[str, Any] = {}
+        for r in self.rules:
+            allowed.update(RULE_PARAMS[r])
+        extra = set(params) - set(allowed)
+        if extra:
+            raise TypeError(f"unexpected parameters {sorted(extra)}; allowed: {sorted(allowed)}")
+        self.params = {**allowed, **params}
+        for key in ("max_top_ngram_char_frac", "max_dup_ngram_char_frac", "stop_word_langs"):
+            if key in self.params:
+                self.params[key] = tuple(self.params[key])
+
+    def checks(self, doc: CuratedDocument) -> list[Check]:
+        a = Analysis(doc.text)
+        out: list[Check] = []
+        for r in self.rules:
+            out.extend(RULES[r](doc, a, self.params))
+        return out
+
+    def explain(self, doc: CuratedDocument) -> dict[str, float]:
+        """Every value the rules compute for ``doc``, failing or not (for ``foundry score``)."""
+        return {c.name: round(float(c.value), 6) for c in self.checks(doc)}
+
+    def process_batch(self, docs: Sequence[CuratedDocument]) -> list[Outcome]:
+        out: list[Outcome] = []
+        for doc in docs:
+            checks = self.checks(doc)
+            failed = next(((c, msg) for c in checks if (msg := c.failed())), None)
+            if failed is not None:
+                c, msg = failed
+                out.append(self.reject(doc, Reason.LOW_QUALITY, f"{self.name}: {msg}", score=float(c.value)))
+            else:
+                for c in checks:
+                    doc.scores[c.name] = round(float(c.value), 6)
+                out.append(doc)
+        return out
+
+
+@register("quality_rules")
+def quality_rules(rules: Iterable[str] | None = None, **params: Any) -> QualityRules:
+    """All document-level rules (or those in ``rules``) with their thresholds."""
+    return QualityRules("quality_rules", list(RULES) if rules is None else rules, **params)
+
+
+def _single(rule: str) -> Callable[..., QualityRules]:
+    def factory(**params: Any) -> QualityRules:
+        return QualityRules(rule, [rule], **params)
+
+    factory.__name__ = f"{rule}_rule"
+    factory.__doc__ = f"Only the {rule!r} rule; parameters: {RULE_PARAMS[rule]}."
+    return factory
+
+
+for _rule in RULES:
+    register(_rule)(_single(_rule))
+
+
+# --------------------------------------------------------------------------- boilerplate lines
+
+# Phrases that mark a line as boilerplate (own lists). A "strong" phrase condemns
+# a line of up to ``max_line_words`` words; a "weak" one (a word that is also
+# common in real text: "register", "share", 登录) only a line that is itself
+# short, i.e. a menu item or a button label.
+STRONG_PATTERNS_EN = (
+    r"all rights reserved", r"^(?:copyright|\(c\)|©)", r"copyright\s*(?:©|\(c\)|\d{4})", r"©\s*\d{4}",
+    r"\b(?:use|uses|using|accept|allow|enable|disable|our|of) cookies\b",
+    r"\bcookies? (?:policy|settings|preferences|consent|notice)\b",
+    r"\bjavascript (?:is|must be|seems to be) (?:disabled|required|enabled|turned off)\b",
+    r"\b(?:enable|turn on|activate) javascript\b",
+    r"\byour browser (?:does not|doesn't|is not|isn't)\b", r"\b(?:update|upgrade) your browser\b",
+    r"\bprivacy (?:policy|statement|notice)\b", r"\bterms (?:of (?:use|service)|and conditions|& conditions)\b",
+    r"\bskip to (?:main )?(?:content|navigation)\b", r"\bback to top\b",
+    r"\bpowered by (?:wordpress|discuz|blogger|drupal|joomla|vbulletin|phpbb)\b",
+    r"\b(?:subscribe to|sign up for) (?:our|the) newsletter\b", r"\bfollow us on\b",
+    r"\bshare (?:this|on) (?:article|page|post|story|facebook|twitter)\b",
+    r"\b(?:log|sign) ?in to (?:reply|comment|post)\b", r"\bforgot (?:your )?password\b", r"\bleave a (?:reply|comment)\b",
+    r"\bclick here to\b",
+)
+STRONG_PATTERNS_ZH = (
+    "版权所有", "版權所有", "隐私政策", "隱私權政策", "隐私条款", "免责声明", "免責聲明", "用户协议", "使用条款", "服务条款",
+    "ICP备", "ICP證", "ICP证", "公网安备", "返回顶部", "回到頂部", "回到顶部", "忘记密码", "忘記密碼",
+    "请启用JavaScript", "請啟用JavaScript", "浏览器不支持", "瀏覽器不支援", "powered by discuz",
+)
+WEAK_PATTERNS = (
+    r"\b(?:log|sign) ?(?:in|up|out)\b", r"\bregister\b", r"\bsubscribe\b", r"\bnewsletter\b", r"\bshare\b",
+    r"\btweet\b", r"\b(?:facebook|twitter|pinterest|linkedin|whatsapp|instagram|reddit|email)\b", r"\bread more\b",
+    r"\bprint\b", r"\bcomments?\b", r"\breply\b", r"\bmenu\b", r"\bhome\b", r"\bsearch\b", r"\bcontact us\b",
+    r"\bsitemap\b", r"\bprevious\b", r"\bnext\b", r"\bmore\b", r"\badvertisement\b", r"\bcookies?\b", r"\bjavascript\b",
+    "登录", "登入", "注册", "註冊", "分享", "首页", "首頁", "上一篇", "下一篇", "上一页", "下一页", "网站地图", "联系我们",
+    "聯絡我們", "关注我们", "關注我們", "更多", "评论", "評論", "广告", "廣告", "搜索", "收藏", "打印",
+)
+_NAV_SEPARATORS = re.compile(r"\s+(?:[|·•»›>/]|\\|-{1,2})\s+|\s*[｜·•»›]\s*")
+_CODE_CHARS = re.compile(r"[{}()=;<>`\[\]]")
+_LIST_START = re.compile(r"^(?:[-*•·+>]|\d+[.)、:]?|[a-zA-Z][.)])(?:\s|$)|^\d")
+_NON_CJK_TOKEN = re.compile(f"[^\\s{CJK_CLASS}]+")
+_LONG_LINE = 600  # characters; a longer line is never boilerplate
+_SENTENCE_END = tuple(".!?。！？…")
+_END_PUNCT = tuple(".!?\"'”’)。！？」』）…:：;；,，")
+
+
+class BoilerplateLines(Stage):
+    """Removes boilerplate lines; rejects a document when too little is left."""
+
+    def __init__(self, name: str = "boilerplate_lines", *, max_line_words: int = 30, nav_max_words: float = 3,
+                 nav_min_run: int = 4, nav_bar_min_items: int = 3, min_kept_chars: int = 20,
+                 min_kept_fraction: float = 0.2, extra_patterns: Iterable[str] = ()):
+        self.name = name
+        self.max_line_words = max_line_words  # a strong phrase condemns lines up to this many words
+        self.nav_max_words = nav_max_words  # a "short" line: at most this many words (CJK: 2 chars a word)
+        self.nav_min_run = nav_min_run  # short lines in a run of at least this many are a menu
+        self.nav_bar_min_items = nav_bar_min_items  # "Home | News | Sport" with at least this many items
+        self.min_kept_chars = min_kept_chars
+        self.min_kept_fraction = min_kept_fraction
+        strong = list(STRONG_PATTERNS_EN) + [re.escape(p) for p in STRONG_PATTERNS_ZH] + list(extra_patterns)
+        self._strong = re.compile("|".join(f"(?:{p})" for p in strong), re.IGNORECASE)
+        self._weak = re.compile("|".join(f"(?:{p})" for p in WEAK_PATTERNS), re.IGNORECASE)
+
+    def _size(self, line: str) -> float:
+        """Length in words, counting two CJK characters as one word (long lines: inf)."""
+        if len(line) > _LONG_LINE:
+            return float("inf")
+        n_cjk = len(_CJK_CHAR.findall(line))
+        n_other = sum(1 for t in _NON_CJK_TOKEN.findall(line) if _HAS_ALNUM.search(t))
+        return n_other + n_cjk / 2
+
+    def _short(self, line: str, size: float) -> bool:
+        """A menu-like line: a few words, no sentence end, not a list item, number or table row."""
+        return (bool(line) and size <= self.nav_max_words and not line.endswith(_END_PUNCT)
+                and not _LIST_START.match(line) and not line.startswith("|") and not _CODE_CHARS.search(line))
+
+    def _nav_bar(self, line: str) -> bool:
+        if line.startswith("|") or line.endswith(_SENTENCE_END) or _CODE_CHARS.search(line):
+            return False
+        items = [x for x in _NAV_SEPARATORS.split(line) if x.strip()]
+        return (len(items) >= self.nav_bar_min_items
+                and all(self._size(x) <= self.nav_max_words for x in items))
+
+    def _boilerplate(self, line: str, size: float) -> bool:
+        if size > self.max_line_words:
+            return False
+        if self._strong.search(line):
+            return True
+        if size <= self.nav_max_words and not line.startswith("#") and not _CODE_CHARS.search(line):
+            # a weak phrase must be most of the line: "Read more", "Share", "登录 注册"
+            n_chars = len(line) - line.count(" ")
+            covered = sum(len(m.group(0).replace(" ", "")) for m in self._weak.finditer(line))
+            if n_chars and covered / n_chars >= 0.5:
+                return True
+        return self._nav_bar(line)
+
+    def clean(self, text: str) -> tuple[str, int]:
+        lines = text.split("\n")
+        stripped = [ln.strip(_INVISIBLE) for ln in lines]
+        sizes = [self._size(ln) if ln else 0.0 for ln in stripped]
+        drop = [bool(ln) and self._boilerplate(ln, sz) for ln, sz in zip(stripped, sizes)]
+        short = [self._short(ln, sz) for ln, sz in zip(stripped, sizes)]
+        # runs of short lines (blank lines do not break a run) are menus / tag clouds
+        i = 0
+        while i < len(lines):
+            if not short[i]:
+                i += 1
+                continue
+            run = []
+            j = i
+            while j < len(lines) and (not stripped[j] or drop[j] or short[j]):
+                if stripped[j]:
+                    run.append(j)
+                j += 1
+            if len(run) >= self.nav_min_run:
+                for k in run:
+                    drop[k] = True
+            i = j
+        n_removed = sum(1 for k in range(len(lines)) if drop[k] and stripped[k])
+        if not n_removed:
+            return text, 0
+        kept = [line for k, line in enumerate(lines) if not drop[k]]
+        cleaned = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
+        return cleaned, n_removed
+
+    def process_batch(self, docs: Sequence[CuratedDocument]) -> list[Outcome]:
+        out: list[Outcome] = []
+        for doc in docs:
+            cleaned, n_removed = self.clean(doc.text)
+            before = len(doc.text.strip())
+            frac = len(cleaned) / before if before else 0.0
+            if n_removed and (len(cleaned) < self.min_kept_chars or frac < self.min_kept_fraction):
+                out.append(self.reject(
+                    doc, Reason.LOW_QUALITY,
+                    f"{self.name}: kept_fraction={frac:.4g} ({len(cleaned)} chars) after removing "
+                    f"{n_removed} lines; need >= {self.min_kept_fraction} and >= {self.min_kept_chars} chars",
+                    score=frac))
+                continue
+            if n_removed:
+                doc.text = cleaned
+                doc.meta["boilerplate_lines_removed"] = doc.meta.get("boilerplate_lines_removed", 0) + n_removed
+            doc.scores[self.name] = round(frac, 6) if n_removed else 1.0
+            out.append(doc)
+        return out
+
+
+@register("boilerplate_lines")
+def boilerplate_lines(**params: Any) -> BoilerplateLines:
+    return BoilerplateLines(**params)

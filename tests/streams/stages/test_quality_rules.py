@@ -1,0 +1,249 @@
+"""Rule filters: each rule rejects for its own reason with its value, thresholds
+are parameters, Chinese is not judged by English-only rules, boilerplate lines
+are removed from the text, and on the real corpora the rules reject little of
+Wikipedia / extracted article text and more of raw Common Crawl text."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+
+import pytest
+
+from schemas import CuratedDocument, Reason, Rejection
+from streams.stages import quality_rules as Q
+from streams.stages.registry import build_stage, operator_names
+from tests.conftest import shared_data
+
+EN = ("The city council voted on Tuesday to extend the bus network into the northern suburbs, after a "
+      "two-year study found that most residents there drive to work because no route reaches them. "
+      "The first new lines are expected to open next spring, and the council said that fares will stay "
+      "the same for at least a year while it watches how many people use the service.")
+ZH = ("研究人员在论文中指出，这种新型电池在低温环境下仍能保持百分之八十以上的容量，明显优于目前市场上的同类产品。"
+      "他们计划明年与汽车厂商合作开展道路测试，并希望在三年内实现量产。专家认为，如果成本能够进一步下降，"
+      "这项技术有望改变电动汽车在寒冷地区的使用体验。")
+DE = ("Der Stadtrat hat am Dienstag beschlossen, das Busnetz in die nördlichen Vororte zu erweitern. "
+      "Eine zweijährige Studie hatte ergeben, dass die meisten Bewohner dort mit dem Auto zur Arbeit fahren, "
+      "weil keine Linie sie erreicht. Die ersten neuen Linien sollen im nächsten Frühjahr eröffnet werden.")
+
+
+def doc(text: str, i: int = 0, lang: str | None = None) -> CuratedDocument:
+    return CuratedDocument(id=f"d{i}", text=text, source="test", recipe_version="r1", lang=lang,
+                           content_hash=hashlib.sha256(text.encode()).hexdigest())
+
+
+def run(op: str, text: str, lang: str | None = None, **params):
+    return build_stage({"op": op, **params}).process(doc(text, lang=lang))
+
+
+def assert_rejected(out, rule: str) -> Rejection:
+    assert isinstance(out, Rejection), f"expected a rejection by {rule}, got a kept document"
+    assert out.reason == Reason.LOW_QUALITY.value
+    assert rule in out.detail, out.detail
+    return out
+
+
+def test_operators_registered():
+    names = set(operator_names())
+    assert {"quality_rules", "boilerplate_lines", "min_words", "symbol_ratio", "digit_ratio", "alpha_words",
+            "stop_words", "word_length", "line_shape", "repetition"} <= names
+
+
+def test_good_english_and_chinese_kept_with_scores():
+    for text, lang in [(EN, "en"), (ZH, "zh"), (ZH, None), (DE, "de")]:
+        out = run("quality_rules", text, lang)
+        assert isinstance(out, CuratedDocument), (lang, out)
+        assert out.scores["n_words"] >= 40
+        assert 0 <= out.scores["digit_ratio"] < 0.05
+
+
+def test_chinese_counts_characters_as_words_and_skips_word_length():
+    st = build_stage({"op": "quality_rules"})
+    checks = {c.name: c.value for c in st.checks(doc(ZH, lang="zh"))}
+    assert checks["n_words"] == Q.cjk_count(ZH)  # every Han character is a word
+    assert "mean_word_length" not in checks  # no Latin words: rule not applied
+    assert checks["stop_words"] >= 5  # 的, 在, 了 ... from the Chinese list
+
+
+def test_digit_ratio():
+    text = "Order 4411 2390 8812 ref 77120 99812 code 1239 4412 total 88.12 99.10 12.00 and 4412 3321 9980."
+    out = assert_rejected(run("quality_rules", text), "digit_ratio")
+    assert out.score > 0.25
+    assert isinstance(run("digit_ratio", text, max_digit_ratio=0.9), CuratedDocument)
+
+
+def test_symbol_ratio_hashtags_and_ellipses():
+    text = "#win #love #summer #fun #beach the sun is out and we are at the beach #happy #friends ... ... ..."
+    assert_rejected(run("symbol_ratio", text), "symbol_word_ratio")
+    assert isinstance(run("symbol_ratio", text, max_symbol_word_ratio=1.0), CuratedDocument)
+
+
+def test_stop_words_english_and_chinese_lists():
+    en_keywords = "cheap flights hotels cars deals tickets cruise packages discount offers booking travel"
+    assert_rejected(run("stop_words", en_keywords, "en"), "stop_words")
+    zh_nouns = "北京上海广州深圳天津重庆成都武汉南京杭州西安长沙"
+    assert_rejected(run("stop_words", zh_nouns, "zh"), "stop_words")
+    assert isinstance(run("stop_words", ZH, "zh"), CuratedDocument)
+    # a language without a list is not judged by this rule
+    assert isinstance(run("stop_words", "Haus Auto Baum Stadt Fluss Berg", "de"), CuratedDocument)
+
+
+def test_mean_word_length():
+    long_words = " ".join(["internationalization", "telecommunications", "incomprehensibilities"] * 10)
+    out = assert_rejected(run("word_length", long_words), "mean_word_length")
+    assert out.score > 10
+
+
+def test_repetition_lines_and_ngrams():
+    lines = "\n".join(["Buy now and save big on every order today"] * 6 + ["Contact us for more details."])
+    assert_rejected(run("repetition", lines), "dup_line")
+    ngram = ("the best deal in town " * 12) + EN
+    assert_rejected(run("repetition", ngram), "gram_char_frac")
+    assert isinstance(run("repetition", EN), CuratedDocument)
+    assert isinstance(run("repetition", ZH), CuratedDocument)
+
+
+def test_alpha_words_ignores_cjk_punctuation_spacing():
+    weibo = "今天 天气 真好 ！ ！ 出去 玩 了 ～ 开心 ！ ！ ！ love it ！"
+    assert isinstance(run("alpha_words", weibo), CuratedDocument)
+    table = "12 | 34 | 56 | 78 | 90 | 11 | 22 | 33 | 44 | 55 | total sum"
+    assert_rejected(run("alpha_words", table), "alpha_word_ratio")
+
+
+def test_unknown_parameter_is_an_error():
+    with pytest.raises(ValueError):
+        build_stage({"op": "digit_ratio", "max_symbol_word_ratio": 0.2})
+    with pytest.raises(ValueError):
+        build_stage({"op": "quality_rules", "rules": ["no_such_rule"]})
+
+
+def test_quality_rules_subset_and_determinism():
+    st = build_stage({"op": "quality_rules", "rules": ["digit_ratio", "stop_words"]})
+    a = st.process_batch([doc(EN, 1), doc(ZH, 2), doc("1 2 3 4 5 6 7 8 9", 3)])
+    b = st.process_batch([doc(EN, 1), doc(ZH, 2), doc("1 2 3 4 5 6 7 8 9", 3)])
+    assert [type(x).__name__ for x in a] == ["CuratedDocument", "CuratedDocument", "Rejection"]
+    assert [x.to_dict() for x in a] == [x.to_dict() for x in b]
+    assert "n_words" not in a[0].scores  # rules not asked for did not run
+
+
+# ------------------------------------------------------------------ boilerplate lines
+
+PAGE = "\n".join([
+    "Skip to main content",
+    "Home",
+    "News",
+    "Sport",
+    "Weather",
+    "",
+    EN,
+    "",
+    "The new routes were drawn up with the help of residents, who answered an online survey last winter.",
+    "Share on Facebook",
+    "We use cookies to improve your experience. By continuing you accept our cookie policy.",
+    "© 2019 Daily Example. All rights reserved.",
+    "Home | About | Contact | Privacy",
+])
+
+
+def test_boilerplate_lines_removed_and_content_kept():
+    out = run("boilerplate_lines", PAGE)
+    assert isinstance(out, CuratedDocument)
+    assert EN in out.text and "online survey" in out.text
+    for gone in ("Skip to main", "Sport", "cookies", "All rights reserved", "Share on Facebook", "Home | About"):
+        assert gone not in out.text, gone
+    assert out.meta["boilerplate_lines_removed"] == 9
+    assert 0.5 < out.scores["boilerplate_lines"] < 1.0
+
+
+def test_boilerplate_keeps_clean_text_untouched():
+    for text in (EN, ZH, "首页\n" + ZH):
+        out = run("boilerplate_lines", text)
+        assert isinstance(out, CuratedDocument)
+    assert run("boilerplate_lines", EN).text == EN
+    assert run("boilerplate_lines", "首页\n" + ZH).text == ZH  # a lone menu word is dropped
+
+
+def test_boilerplate_only_page_rejected():
+    page = "\n".join(["Home", "Products", "Blog", "Careers", "Log in", "Sign up",
+                      "© 2024 Example Inc. All rights reserved.", "Privacy Policy", "Terms of Use"])
+    out = run("boilerplate_lines", page)
+    assert isinstance(out, Rejection) and out.reason == Reason.LOW_QUALITY.value
+    assert out.detail.startswith("boilerplate_lines: kept_fraction=")
+    assert out.score < 0.2
+
+
+def test_boilerplate_chinese_footer():
+    page = ZH + "\n版权所有 © 2020 某某网 京ICP备12345678号\n返回顶部"
+    out = run("boilerplate_lines", page)
+    assert isinstance(out, CuratedDocument) and out.text == ZH
+
+
+def test_boilerplate_does_not_remove_code_or_lists():
+    text = ("Install it with pip, then run the tool:\n\n- pip install example\n- example --help\n"
+            "- example login\n\n`az login`\n\n" + EN)
+    out = run("boilerplate_lines", text)
+    assert isinstance(out, CuratedDocument) and out.text == text
+
+
+# ------------------------------------------------------------------ real corpora
+
+
+def _records(name: str, limit: int):
+    path = shared_data() / f"{name}.jsonl.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        recs = [json.loads(line) for line in fh]
+    step = max(1, len(recs) // limit)
+    return recs[::step][:limit]
+
+
+def _reject_share(op: str, recs) -> float:
+    st = build_stage({"op": op})
+    out = st.process_batch([doc(r["text"], i, r.get("lang")) for i, r in enumerate(recs)])
+    return sum(isinstance(o, Rejection) for o in out) / len(out)
+
+
+def test_reject_shares_on_real_corpora(capsys):
+    shares = {}
+    for name in ("zh_wiki_paragraphs", "web_extracted_text", "web_cc_text", "zh_en_codeswitch", "zh_reviews"):
+        recs = _records(name, 600)
+        shares[name] = {op: _reject_share(op, recs) for op in ("quality_rules", "boilerplate_lines")}
+    with capsys.disabled():
+        print("\nreject shares:", json.dumps({k: {o: round(v, 3) for o, v in d.items()} for k, d in shares.items()}))
+    assert shares["zh_wiki_paragraphs"]["quality_rules"] <= 0.03
+    assert shares["web_extracted_text"]["quality_rules"] <= 0.15
+    assert shares["web_cc_text"]["quality_rules"] >= 2 * shares["web_extracted_text"]["quality_rules"]
+    assert shares["zh_en_codeswitch"]["quality_rules"] <= 0.2
+    assert shares["zh_wiki_paragraphs"]["boilerplate_lines"] == 0
+    assert shares["web_extracted_text"]["boilerplate_lines"] <= 0.01
+
+
+def _by_id(name: str, ids: set[str]) -> dict[str, dict]:
+    out = {}
+    with gzip.open(shared_data() / f"{name}.jsonl.gz", "rt", encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            if r["id"] in ids:
+                out[r["id"]] = r
+    assert set(out) == ids
+    return out
+
+
+def test_known_boilerplate_pages_rejected_for_the_right_reason():
+    cookie_page = "dolma-ccmain-2019-30:ibtgetl6xgeppkjhxqckaxyvc4qh5kir"  # Italian blog: cookie banner, menu
+    openid = "dolma-ccmain-2019-30:zfydnym36p3cg7sukyuk3latg34lfl2z"  # "Log in with OpenID"
+    recs = _by_id("web_cc_text", {cookie_page, openid})
+    out = run("boilerplate_lines", recs[cookie_page]["text"])
+    assert isinstance(out, Rejection) and "kept_fraction" in out.detail
+    assert_rejected(run("quality_rules", recs[openid]["text"], "en"), "n_words")
+
+
+def test_real_chinese_paragraphs_kept():
+    recs = _records("zh_wiki_paragraphs", 200)
+    st = build_stage({"op": "quality_rules"})
+    out = st.process_batch([doc(r["text"], i, "zh") for i, r in enumerate(recs)])
+    kept = [o for o in out if isinstance(o, CuratedDocument)]
+    assert len(kept) >= 0.97 * len(recs)
+    # the English-centric rules never fire on them
+    for o in out:
+        if isinstance(o, Rejection):
+            assert not any(r in o.detail for r in ("stop_words", "mean_word_length", "alpha_word_ratio")), o.detail
