@@ -1,0 +1,1 @@
+"""Shipped trainer configs (YAML); a package so that the wheel carries them."""
