@@ -6,7 +6,7 @@ FOUNDRY := $(VENV)/bin/foundry
 KAFKA_HOME ?= var/kafka
 BOOTSTRAP ?= 127.0.0.1:9092
 CORPUS ?=
-DOCS ?= 20000
+DOCS ?= 10000
 OUT ?= out
 # pip and Maven keep their caches outside the clone (~/.cache/pip, ~/.m2), so a
 # second install on the same machine reuses the downloads.
