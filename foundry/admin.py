@@ -32,6 +32,25 @@ def create_topics(bootstrap: str, topics: Topics, *, replication: int = 1, timeo
     return result
 
 
+def set_topic_config(bootstrap: str, topic: str, config: dict[str, str], timeout: float = 30.0) -> None:
+    """Change configs of an existing topic (e.g. the raw topic's retention)."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in config.items()])
+    for fut in admin.incremental_alter_configs([res], request_timeout=timeout).values():
+        fut.result()
+
+
+def topic_config(bootstrap: str, topic: str, timeout: float = 30.0) -> dict[str, str]:
+    from confluent_kafka.admin import ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    return {k: v.value for k, v in admin.describe_configs([res], request_timeout=timeout)[res].result().items()}
+
+
 def delete_topics(bootstrap: str, names: list[str], timeout: float = 30.0) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=timeout).topics)

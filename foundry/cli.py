@@ -28,13 +28,28 @@ def topics() -> None:
 @click.option("--partitions", default=None, type=int, help="Partitions (default: the recipe's).")
 @recipe_opt
 @raw_topic_opt
-def topics_create(bootstrap, namespace, partitions, recipe_path, raw_topic) -> None:
+@click.option("--raw-retention", default=None,
+              help="Raw topic retention: forever (default), a time (7d, 12h) or a size per partition (50GB). "
+                   "Applied to an existing raw topic too.")
+def topics_create(bootstrap, namespace, partitions, recipe_path, raw_topic, raw_retention) -> None:
     """Create the namespace's topics (idempotent)."""
-    from foundry.admin import create_topics
+    from foundry.admin import create_topics, set_topic_config
     from schemas import Topics
+    from schemas.topics import parse_retention
 
     parts = partitions or _recipe(recipe_path).partitions
-    res = create_topics(bootstrap, Topics(namespace=namespace, partitions=parts, raw_name=raw_topic))
+    ms, size = -1, -1
+    if raw_retention:
+        try:
+            ms, size = parse_retention(raw_retention)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    topics = Topics(namespace=namespace, partitions=parts, raw_name=raw_topic, raw_retention_ms=ms,
+                    raw_retention_bytes=size)
+    res = create_topics(bootstrap, topics)
+    if raw_retention and res.get(topics.raw) == "exists":
+        set_topic_config(bootstrap, topics.raw, {"retention.ms": str(ms), "retention.bytes": str(size)})
+        res[topics.raw] = f"exists; retention set to {raw_retention}"
     click.echo(json.dumps(res, indent=2))
 
 

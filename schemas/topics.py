@@ -11,6 +11,26 @@ from dataclasses import dataclass, field
 DAY_MS = 24 * 3600 * 1000
 
 
+_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
+_SIZES = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40}
+
+
+def parse_retention(spec: str) -> tuple[int, int]:
+    """``forever`` | ``7d`` / ``12h`` / ``30m`` | ``50GB`` / ``512MB`` -> (retention.ms, retention.bytes)."""
+    import re
+
+    s = spec.strip().lower()
+    if s in ("forever", "infinite", "-1"):
+        return -1, -1
+    m = re.fullmatch(r"(\d+)\s*(ms|s|m|h|d|w)", s)
+    if m:
+        return int(m.group(1)) * _UNITS[m.group(2)], -1
+    m = re.fullmatch(r"(\d+)\s*(b|kb|mb|gb|tb)", s)
+    if m:
+        return -1, int(m.group(1)) * _SIZES[m.group(2)]
+    raise ValueError(f"cannot read retention {spec!r}: use forever, a time (7d, 12h) or a size per partition (50GB)")
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
@@ -25,6 +45,7 @@ class Topics:
     namespace: str = "live"
     partitions: int = 4
     raw_retention_ms: int = -1  # raw documents are kept forever by default: replay needs them
+    raw_retention_bytes: int = -1  # per partition; -1: no size limit
     raw_name: str = "foundry.raw"  # tests and isolated deployments name their own
 
     @property
@@ -70,7 +91,8 @@ class Topics:
         week = str(7 * DAY_MS)
         big = {"max.message.bytes": str(64 * 1024 * 1024)}
         return [
-            TopicSpec(self.raw, self.partitions, {"retention.ms": str(self.raw_retention_ms), **big}),
+            TopicSpec(self.raw, self.partitions, {"retention.ms": str(self.raw_retention_ms),
+                                                  "retention.bytes": str(self.raw_retention_bytes), **big}),
             # The keyed topic is the dedup filter's source of truth: a filter is
             # rebuilt from a snapshot plus this log, so keep it longer than the
             # snapshot interval (forever by default, like raw).

@@ -141,3 +141,29 @@ def test_replay_of_aged_out_range_says_so(kafka_bootstrap, tmp_path, unique_name
         ReplayPlan(kafka_bootstrap, small_recipe(), out_root=tmp_path, raw_topic=raw)
     ok = ReplayPlan(kafka_bootstrap, small_recipe(), start="0:10", out_root=tmp_path, raw_topic=raw)
     assert ok.total() == 10
+
+
+def test_raw_retention_is_set_at_creation_and_on_an_existing_topic(kafka_bootstrap, unique_name):
+    from click.testing import CliRunner
+
+    from foundry.admin import topic_config
+    from foundry.cli import main
+
+    raw = f"{unique_name}.raw"
+    args = ["topics", "create", "--bootstrap", kafka_bootstrap, "--namespace", unique_name, "--raw-topic", raw,
+            "--partitions", "1"]
+    def settled(key: str, want: str) -> dict:
+        # A config change reaches the broker through the metadata log: give it a moment.
+        deadline = time.monotonic() + 15
+        while (cfg := topic_config(kafka_bootstrap, raw))[key] != want and time.monotonic() < deadline:
+            time.sleep(0.3)
+        return cfg
+
+    res = CliRunner().invoke(main, args + ["--raw-retention", "7d"])
+    assert res.exit_code == 0, res.output
+    assert settled("retention.ms", str(7 * 86_400_000))["retention.ms"] == str(7 * 86_400_000)
+    res = CliRunner().invoke(main, args + ["--raw-retention", "2GB"])
+    assert res.exit_code == 0, res.output
+    cfg = settled("retention.bytes", str(2 << 30))
+    assert cfg["retention.bytes"] == str(2 << 30) and cfg["retention.ms"] == "-1"
+    assert CliRunner().invoke(main, args + ["--raw-retention", "soon"]).exit_code != 0

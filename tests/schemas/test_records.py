@@ -62,3 +62,16 @@ def test_topics_are_namespaced_but_raw_is_shared():
     assert len(names) == len(set(names))
     compacted = {s.name for s in live.specs() if s.config.get("cleanup.policy") == "compact"}
     assert live.budgets in compacted and live.dedup_snapshots in compacted
+
+
+def test_raw_retention_specs():
+    from schemas.topics import parse_retention
+
+    assert parse_retention("forever") == (-1, -1)
+    assert parse_retention("7d") == (7 * 86_400_000, -1)
+    assert parse_retention("12h") == (12 * 3_600_000, -1)
+    assert parse_retention("50GB") == (-1, 50 << 30)
+    with pytest.raises(ValueError, match="cannot read retention"):
+        parse_retention("a while")
+    spec = {s.name: s for s in Topics(raw_retention_ms=1000).specs()}["foundry.raw"]
+    assert spec.config["retention.ms"] == "1000" and spec.config["retention.bytes"] == "-1"
