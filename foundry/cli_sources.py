@@ -151,16 +151,29 @@ def ingest_files(paths, source, licence, text_field, id_field, url_field, lang_f
 @click.option("--boilerplate-rate", default=0.05, show_default=True, help="Share of documents with boilerplate.")
 @click.option("--source", default="synthetic", show_default=True)
 @click.option("--checkpoint", "model_checkpoint", default=None,
-              help="Sample from a trainer checkpoint (not available yet: the trainer exposes no sampler).")
+              help="Sample documents from the trainer's model instead: its ONNX export folder (latest.json).")
+@click.option("--tokenizer", "tokenizer_model", default=None,
+              help="SentencePiece model of the export's tokenizer (default: the shipped one).")
+@click.option("--max-tokens", default=128, show_default=True, help="Tokens per sampled document.")
 @_ingest_opts
 @_common
-def generate(n_docs, seed, mix, dup_rate, near_dup_rate, boilerplate_rate, source, model_checkpoint, **kw) -> None:
+def generate(n_docs, seed, mix, dup_rate, near_dup_rate, boilerplate_rate, source, model_checkpoint,
+             tokenizer_model, max_tokens, **kw) -> None:
     """Generated documents (marked synthetic), reproducible from the seed."""
     from streams.sources.synthetic import SyntheticConfig, SyntheticSource
 
     if model_checkpoint:
-        raise click.ClickException("sampling from a trainer checkpoint is not implemented yet "
-                                   "(trainer/ has no sampling function)")
+        from streams.sources.model_samples import ModelSampleSource
+
+        tok = tokenizer_model or str(Path(__file__).resolve().parents[1] / "models" / "tokenizer"
+                                     / "foundry-sp32k-v1.model")
+        try:
+            src = ModelSampleSource(model_checkpoint, tok, n_docs=n_docs, seed=seed, max_tokens=max_tokens,
+                                    source=source if source != "synthetic" else "synthetic-model")
+        except (FileNotFoundError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+        _run_ingest(src, "generate", **kw)
+        return
     try:
         weights = tuple(float(x) for x in mix.split(","))
     except ValueError:

@@ -15,8 +15,8 @@ Every document is marked: ``meta.synthetic = True`` and ``meta.kind`` one of
 (``duplicate_of`` names the id a duplicate copies). It is also a
 ResumableSource (position ``{"index": i}``) for ``foundry generate``.
 
-Samples from a trainer checkpoint are not implemented: ``trainer/`` exposes no
-sampling function yet.
+Samples from the trainer's model are the separate ``ModelSampleSource``
+(``streams/sources/model_samples.py``; ``foundry generate --checkpoint``).
 """
 from __future__ import annotations
 
