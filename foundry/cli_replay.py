@@ -23,15 +23,18 @@ from foundry.cli_common import DEFAULT_BOOTSTRAP, _recipe
 @click.option("--workers", default=1, show_default=True, help="Stream worker processes.")
 @click.option("--out", "out_root", default="out", show_default=True)
 @click.option("--timeout", default=3600.0, show_default=True)
+@click.option("--dedup-from", default=None, metavar="NAMESPACE",
+              help="Start the exact-dedup filter from NAMESPACE's newest snapshots (default: empty).")
 def replay(bootstrap, recipe_path, start, until, source, archive_dir, raw_topic, namespace, workers, out_root,
-           timeout) -> None:
+           timeout, dedup_from) -> None:
     """Rerun a recipe over a range of the raw topic (or archive) into its own shard set."""
     from foundry.replay import ReplayPlan, run_replay
     from streams.raw_range import RangeAgedOut
 
     try:
         plan = ReplayPlan(bootstrap, _recipe(recipe_path), start=start, until=until, source=source,
-                          archive=archive_dir, out_root=out_root, raw_topic=raw_topic, namespace=namespace)
+                          archive=archive_dir, out_root=out_root, raw_topic=raw_topic, namespace=namespace,
+                          dedup_from=dedup_from)
     except (RangeAgedOut, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     summary = run_replay(plan, workers=workers, timeout=timeout, echo=click.echo)

@@ -50,7 +50,7 @@ class ReplayPlan:
 
     def __init__(self, bootstrap: str, recipe: Recipe, *, start: str | None = None, until: str | None = None,
                  source: str = "topic", archive: str | Path | None = None, out_root: str | Path = "out",
-                 raw_topic: str = "foundry.raw", namespace: str | None = None):
+                 raw_topic: str = "foundry.raw", namespace: str | None = None, dedup_from: str | None = None):
         self.bootstrap, self.source, self.archive, self.raw_topic = bootstrap, source, archive, raw_topic
         self.out_root = Path(out_root)
         # Timing settings do not change the version; a replay closes shards only at bounds.
@@ -76,7 +76,8 @@ class ReplayPlan:
         # The same recipe over the same range is the same replay (rerunning it resumes
         # it); another range or raw topic is another replay with its own topics.
         rng = json.dumps([raw_topic, source, str(archive), sorted(self.start.items()),
-                          sorted(self.end.items()) if self.end is not None else None])
+                          sorted(self.end.items()) if self.end is not None else None, dedup_from])
+        self.dedup_from = dedup_from
         self.namespace = namespace or f"replay-{recipe.version}-{hashlib.sha256(rng.encode()).hexdigest()[:6]}"
         self.topics = Topics(namespace=self.namespace, partitions=recipe.partitions, raw_name=raw_topic)
         self.out = output_dir(self.out_root, self.namespace, recipe)
@@ -130,6 +131,17 @@ def run_replay(plan: ReplayPlan, *, workers: int = 1, timeout: float = 3600.0, e
     recipe, topics, out = plan.recipe, plan.topics, plan.out
     create_topics(plan.bootstrap, topics)
     plan.state.mkdir(parents=True, exist_ok=True)
+    if plan.dedup_from and not (plan.state / "imported").exists():
+        from streams.partition_state import PartitionStateStore
+        from streams.stages.dedup import BloomDeduper
+
+        store = PartitionStateStore(plan.bootstrap, topics.keyed, topics.dedup_snapshots, state_key=recipe.version,
+                                    make_stages=lambda: [BloomDeduper(recipe.dedup.capacity, recipe.dedup.fp_rate)])
+        n = store.import_filters(Topics(namespace=plan.dedup_from).dedup_snapshots, recipe.partitions)
+        if n == 0:
+            raise RuntimeError(f"namespace {plan.dedup_from!r} has no dedup snapshots to start from")
+        (plan.state / "imported").write_text(str(n))
+        echo(f"dedup filter: started from {plan.dedup_from}'s newest snapshots ({n} partitions)")
     recipe_path = out / "recipe.yaml"
     recipe.save(recipe_path)
     total = plan.total()

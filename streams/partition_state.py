@@ -150,27 +150,57 @@ class PartitionStateStore:
         finally:
             c.close()
 
-    def _best_snapshot(self, partition: int, until: int) -> bytes | None:
-        best, best_off = None, -1
-        prefix = f"{self.state_key}:p{partition}:".encode()
+    def _snapshots(self, topic: str, prefix: bytes | None = None):
+        """(key, value) of every snapshot in a snapshot topic (compacted, small)."""
         c = self._consumer()
         try:
-            low, high = c.get_watermark_offsets(TopicPartition(self.snapshot_topic, 0), timeout=10)
+            low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
         finally:
             c.close()
-        for m in self._read(self.snapshot_topic, 0, low, high):
-            if m.key() and m.key().startswith(prefix) and m.value():
-                off = snapshot_offset(m.value())
-                if best_off < off <= until:
-                    best, best_off = m.value(), off
+        for m in self._read(topic, 0, low, high):
+            if m.key() and m.value() and (prefix is None or m.key().startswith(prefix)):
+                yield m.key(), m.value()
+
+    def _best_snapshot(self, partition: int, until: int) -> bytes | None:
+        best, best_off = None, -1
+        for _, value in self._snapshots(self.snapshot_topic, f"{self.state_key}:p{partition}:".encode()):
+            off = snapshot_offset(value)
+            if best_off < off <= until:
+                best, best_off = value, off
         return best
+
+    def import_filters(self, source_snapshot_topic: str, partitions: int) -> int:
+        """Start this store's partitions from another namespace's newest bloom filters
+        (``foundry replay --dedup-from``). Only the exact-dedup filter is taken (with the
+        capacity and false-positive rate it was made with): the raw offset marks and any
+        other stateful stage start empty. Both namespaces partition the keyed topic by the
+        same hash over the same count, so partition p's filter holds partition p's hashes.
+        Returns the number of partitions imported."""
+        newest: dict[int, tuple[int, bytes]] = {}
+        for key, value in self._snapshots(source_snapshot_topic):
+            part = int(key.decode().rsplit(":", 2)[1][1:])
+            off = snapshot_offset(value)
+            if part < partitions and off > newest.get(part, (-1, b""))[0]:
+                newest[part] = (off, value)
+        for part, (_, value) in newest.items():
+            n = struct.unpack(">I", value[:4])[0]
+            bloom_size = json.loads(value[4:4 + n])["sizes"][0]  # the bloom filter's bytes come first
+            fresh = PartitionState(self.make_stages(), 0)
+            fresh.bloom.restore(value[4 + n:4 + n + bloom_size])
+            self._send_snapshot(f"{self.state_key}:p{part}:import", fresh.snapshot())
+        return len(newest)
+
+    def _send_snapshot(self, key: str, value: bytes) -> None:
+        if self._producer is None:
+            self._producer = Producer({"bootstrap.servers": self.bootstrap, "message.max.bytes": 64 << 20,
+                                       "enable.idempotence": True})
+        self._producer.produce(self.snapshot_topic, key=key.encode(), value=value)
+        self._producer.flush(30)
 
     def rebuild(self, partition: int, until: int) -> PartitionState:
         """The state of ``partition`` just before offset ``until``."""
         state = PartitionState(self.make_stages(), 0)
-        if until == 0:
-            return state
-        snap = self._best_snapshot(partition, until)
+        snap = self._best_snapshot(partition, until)  # at 0 only an imported filter (replay --dedup-from)
         if snap is not None:
             state.restore(snap)
         bloom_only = len(state.stages) == 1
@@ -201,12 +231,7 @@ class PartitionStateStore:
         if state.since_snapshot < self.snapshot_every:
             return False
         slot = (state.next_offset // self.snapshot_every) % 2
-        if self._producer is None:
-            self._producer = Producer({"bootstrap.servers": self.bootstrap, "message.max.bytes": 64 << 20,
-                                       "enable.idempotence": True})
-        key = f"{self.state_key}:p{partition}:s{slot}"
-        self._producer.produce(self.snapshot_topic, key=key.encode(), value=state.snapshot())
-        self._producer.flush(30)
+        self._send_snapshot(f"{self.state_key}:p{partition}:s{slot}", state.snapshot())
         state.since_snapshot = 0
         return True
 

@@ -167,3 +167,25 @@ def test_raw_retention_is_set_at_creation_and_on_an_existing_topic(kafka_bootstr
     cfg = settled("retention.bytes", str(2 << 30))
     assert cfg["retention.bytes"] == str(2 << 30) and cfg["retention.ms"] == "-1"
     assert CliRunner().invoke(main, args + ["--raw-retention", "soon"]).exit_code != 0
+
+
+def test_replay_can_start_from_the_live_dedup_filter(kafka_bootstrap, tmp_path, unique_name):
+    from foundry.run import run_pipeline
+
+    raw = f"{unique_name}.raw"
+    corpus = tmp_path / "c.jsonl.gz"
+    expected = write_corpus(corpus, 1200, bad=False, dup_every=1000)
+    recipe = small_recipe().model_copy(update={"dedup": small_recipe().dedup.model_copy(update={"snapshot_every": 50})})
+    live = run_pipeline(kafka_bootstrap, recipe, corpus=[str(corpus)], namespace=unique_name, raw_topic=raw,
+                        out_root=tmp_path / "live", timeout=300, echo=lambda *_: None)
+    assert live.duplicates == 1
+    resolved = recipe.with_tokenizer(next((tmp_path / "live" / "tokenizers").glob("*.model")))
+    fresh = run_replay(ReplayPlan(kafka_bootstrap, resolved, out_root=tmp_path / "r1", raw_topic=raw),
+                       show_progress=False, timeout=600)
+    warm = run_replay(ReplayPlan(kafka_bootstrap, resolved, out_root=tmp_path / "r2", raw_topic=raw,
+                                 dedup_from=unique_name), show_progress=False, timeout=600)
+    assert fresh.sharded == len(expected) - 1  # an empty filter: only the one real duplicate goes
+    _, rows = read_outcomes(Path(warm.out_dir))
+    dup = sum(r["reason"] == "duplicate" for r in rows)
+    # The live filter has seen (nearly) everything; what its newest snapshots did not cover is kept.
+    assert dup >= 0.8 * len(expected) and warm.sharded + warm.rejected == len(expected)
