@@ -166,7 +166,8 @@ def _register_optional() -> None:
     for module, names in (("foundry.cli_kafka", ["kafka"]), ("foundry.score", ["score"]),
                           ("trainer.cli", ["train"]),
                           ("foundry.cli_sources", ["crawl", "generate", "ingest"]),
-                          ("foundry.cli_replay", ["replay", "archive", "diff"])):
+                          ("foundry.cli_replay", ["replay", "archive", "diff"]),
+                          ("streams.budget.cli", ["budget", "budget-report"])):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
@@ -174,7 +175,8 @@ def _register_optional() -> None:
                 continue  # not built yet
             raise
         for n in names:
-            cmd = getattr(mod, n, None) or getattr(mod, n + "_command", None)
+            attr = n.replace("-", "_")
+            cmd = getattr(mod, attr, None) or getattr(mod, attr + "_command", None)
             if cmd is not None:
                 main.add_command(cmd, n)
 

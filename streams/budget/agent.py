@@ -1,0 +1,210 @@
+"""The budget agent: a Faust app that turns the trainer's value scores into token budgets.
+
+    values (ValueScore)  ──┐
+                           ├─► budget agent ──► <ns>.budgets (BudgetUpdate, compacted, key = namespace)
+    rejections (dups) ─────┘        │
+                                    └─► table "budget-stats" (one entry per source / bucket + __meta__)
+
+The agent buffers ValueScores (and duplicate / near-duplicate rejections, for the flood
+guard) into the allocator's window; when ``window_tokens`` scored tokens have arrived, or
+``window_s`` seconds have passed with something buffered, it closes the window
+(:meth:`~streams.budget.allocator.BudgetAllocator.close_window`), writes the changed
+statistics to the table and sends the BudgetUpdate; the batch's offsets are acknowledged
+only after the update is delivered.
+
+State: a Faust Table (``store='memory://'``) whose changelog topic
+``foundry-budget-<ns>-budget-stats-changelog`` (compacted, as many partitions as the values
+topic) is created here before the app starts, since topics are not declared by the apps. Table
+keys go to changelog partition ``crc32(key) % partitions``, so each key has a single
+history. On a restart Faust rebuilds the table from the changelog before the agent sees its
+first event; the allocator resumes from it (statistics, weights, budget version), not from
+zero. Observations of the window that was open when the process died are lost (their offsets
+may be committed): at most one window's worth.
+
+Run exactly one budget agent per namespace: the allocation needs every partition's scores.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from typing import Any
+
+from schemas import Rejection, SchemaError, Topics, ValueScore
+from streams.budget.allocator import AllocatorConfig, BudgetAllocator
+
+log = logging.getLogger(__name__)
+
+TABLE = "budget-stats"
+
+
+def app_id(namespace: str) -> str:
+    return f"foundry-budget-{namespace}"
+
+
+def changelog_topic(namespace: str) -> str:
+    return f"{app_id(namespace)}-{TABLE}-changelog"
+
+
+def topic_partitions(bootstrap: str, topic: str, timeout: float = 30.0) -> int:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    meta = admin.list_topics(topic, timeout=timeout).topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        raise RuntimeError(f"topic {topic} does not exist; run `foundry topics create` first")
+    return len(meta.partitions)
+
+
+def ensure_changelog(bootstrap: str, namespace: str, partitions: int, timeout: float = 30.0) -> str:
+    """Create the table's changelog topic (compacted) if it is missing; returns its name."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    name = changelog_topic(namespace)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    meta = admin.list_topics(timeout=timeout).topics.get(name)
+    if meta is not None and meta.error is None:
+        if len(meta.partitions) != partitions:
+            raise RuntimeError(f"{name} has {len(meta.partitions)} partitions, the values topic {partitions}")
+        return name
+    fut = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+                                        config={"cleanup.policy": "compact"})], request_timeout=timeout)[name]
+    try:
+        fut.result()
+    except KafkaException as exc:
+        if exc.args[0].code() != exc.args[0].TOPIC_ALREADY_EXISTS:
+            raise
+    return name
+
+
+def _key_hash_table_class():
+    import faust
+
+    class KeyHashTable(faust.Table):
+        """A table whose keys go to changelog partition ``crc32(key) % partitions``.
+
+        Faust's default writes a key to the partition of the event being processed; the budget
+        statistics are global (every event updates them), so one key would be spread over all
+        partitions and a recovery could apply an older copy last. A fixed partition per key gives
+        each key a single, ordered history, and lets the table be written outside a stream event.
+        """
+
+        def partition_for_key(self, key):  # noqa: ANN001, ANN201 - faust's signature
+            return zlib.crc32(str(key).encode("utf-8")) % int(self.partitions)
+
+    return KeyHashTable
+
+
+def _KeyHashTable(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - a class made lazily (faust is heavy)
+    return _key_hash_table_class()(*args, **kwargs)
+
+
+def create_budget_app(bootstrap: str, namespace: str = "live", *, config: AllocatorConfig | None = None,
+                      window_tokens: int = 200_000, window_s: float = 60.0, batch: int = 1000,
+                      within_s: float = 1.0, datadir: str = "var/faust-budget",
+                      use_rejections: bool = True) -> Any:
+    """The Faust app of the budget agent (topics must exist; the changelog is created here)."""
+    import faust
+
+    topics = Topics(namespace=namespace)
+    n_values = topic_partitions(bootstrap, topics.values)
+    ensure_changelog(bootstrap, namespace, n_values)
+    app = faust.App(
+        app_id(namespace),
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        datadir=datadir,
+        processing_guarantee="at_least_once",
+        topic_partitions=n_values,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
+        broker_commit_interval=1.0,
+        table_cleanup_interval=3600.0,
+    )
+    names = [topics.values] + ([topics.rejections] if use_rejections else [])
+    if use_rejections and topic_partitions(bootstrap, topics.rejections) != n_values:
+        raise RuntimeError("the values and rejections topics must have the same partition count")
+    source = app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    budgets_t = app.topic(topics.budgets, key_type=bytes, value_type=bytes, key_serializer="raw",
+                          value_serializer="raw")
+    # keys: str (raw UTF-8); values: JSON dicts (the app's default value serializer)
+    table = app.tables.add(_KeyHashTable(app, name=TABLE, default=None, beacon=app.tables.beacon,
+                                         partitions=n_values, key_type=str))
+    state: dict[str, Any] = {"alloc": None, "last_close": time.monotonic(), "bad": 0}
+    app.budget_state = state  # for tests and introspection
+    app.budget_table = table
+
+    def allocator() -> BudgetAllocator:
+        if state["alloc"] is None:
+            items = {k: v for k, v in table.items() if v is not None}
+            state["alloc"] = BudgetAllocator.from_table(items, config)
+            a = state["alloc"]
+            log.info("budget agent resumed: version %d, window %d, %d keys", a.version, a.window, len(a.stats))
+        return state["alloc"]
+
+    @app.task
+    async def quiet_logs() -> None:
+        for name in ("faust", "aiokafka", "mode"):
+            logging.getLogger(name).setLevel(max(logging.getLogger().level, logging.INFO))
+
+    async def close_window(alloc: BudgetAllocator) -> None:
+        update = alloc.close_window()
+        state["last_close"] = time.monotonic()
+        if update is None:
+            return
+        for key, value in alloc.table_items(changed_only=True):
+            table[key] = value
+        fut = await budgets_t.send(key=namespace.encode("utf-8"), value=update.encode())
+        await fut  # delivered before this batch's offsets are acknowledged
+        rep = alloc.report()
+        log.info("budget v%d: %d keys, flagged %s", update.budget_version, len(update.budgets), update.flagged)
+        state["last_report"] = rep
+
+    @app.agent(source, name="budget")
+    async def budget_agent(stream):
+        async for events in stream.take_events(batch, within=within_s):
+            alloc = allocator()
+            for ev in events:
+                try:
+                    if ev.message.topic == topics.values:
+                        alloc.observe(ValueScore.decode(ev.value))
+                    else:
+                        rej = Rejection.decode(ev.value)
+                        alloc.observe_rejection(rej)
+                except SchemaError:
+                    state["bad"] += 1
+            due = alloc.pending_tokens >= window_tokens or (
+                alloc.pending_docs > 0 and time.monotonic() - state["last_close"] >= window_s)
+            if due:
+                await close_window(alloc)
+
+    @app.timer(max(1.0, window_s / 4))
+    async def close_idle_window() -> None:
+        alloc = state["alloc"]
+        if alloc is not None and alloc.pending_docs > 0 and time.monotonic() - state["last_close"] >= window_s:
+            await close_window(alloc)
+
+    return app
+
+
+def run_budget_agent(bootstrap: str, namespace: str = "live", *, loglevel: str = "WARNING",
+                     **kwargs: Any) -> None:
+    """Run the agent in the foreground until SIGTERM / SIGINT (``foundry budget``)."""
+    import os
+    import sys
+
+    import faust
+
+    datadir = kwargs.pop("datadir", None) or os.path.join("var", "faust-budget", f"{namespace}-{os.getpid()}")
+    os.makedirs(datadir, exist_ok=True)
+    app = create_budget_app(bootstrap, namespace, datadir=datadir, **kwargs)
+    logging.basicConfig(level=loglevel)
+    sys.argv = [sys.argv[0], "worker"]  # Faust's worker parses argv; keep ours out of it
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
+
