@@ -513,7 +513,8 @@ def run_trainer(name: str, args, stream: list[Doc], heldout: list[Doc], vocab_si
     return {"name": name, "summary": summary, "curve": curve, "seconds": seconds, "allocator": alloc,
             "feed": feed, "publisher": pub, "skipped": skip_reader[0].skipped if skip_reader else 0,
             "skip_seen": skip_reader[0].seen_tokens if skip_reader else 0, "raw_at_step": raw_at_step,
-            "flops_per_token": trainer.session.flops_per_token if trainer.session else 0}
+            "flops_per_token": trainer.session.flops_per_token if trainer.session else 0,
+            "params": trainer.session.model.n_params() if trainer.session else 0}
 
 
 # --------------------------------------------------------------------------- figures
@@ -653,7 +654,8 @@ def main() -> None:
 
     result = {
         "sizes": {"steps": args.steps, "tokens_per_step": 16 * 64, "n_layer": 2, "n_embd": args.n_embd,
-                  "vocab": vocab_size, "params": None, "stream_raw_tokens": total_raw,
+                  "vocab": vocab_size, "params": off["params"], "flops_per_token": off["flops_per_token"],
+                  "stream_raw_tokens": total_raw,
                   "stream_raw_tokens_by_source": dict(raw_by_kind), "heldout_docs": len(heldout),
                   "window_tokens": args.window_tokens, "shard_raw_tokens": args.shard_tokens,
                   "torch_threads": args.threads, "prep_s": prep_s},

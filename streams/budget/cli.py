@@ -34,7 +34,8 @@ def _settings(config_path: Path | None, sets: tuple[str, ...]) -> dict[str, Any]
 
 
 @click.command("budget")
-@click.option("--bootstrap", default=_BOOTSTRAP, show_default=True, help="Kafka bootstrap servers (env FOUNDRY_BOOTSTRAP).")
+@click.option("--bootstrap", default=_BOOTSTRAP, show_default=True,
+              help="Kafka bootstrap servers (env FOUNDRY_BOOTSTRAP).")
 @click.option("--namespace", default="live", show_default=True, help="Topic namespace: values in, budgets out.")
 @click.option("--window-tokens", type=int, default=200_000, show_default=True,
               help="Close a budget window after this many scored tokens ...")
@@ -42,7 +43,8 @@ def _settings(config_path: Path | None, sets: tuple[str, ...]) -> dict[str, Any]
               help="... or after this many seconds with scores buffered.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="YAML file of allocator settings (see AllocatorConfig in streams/budget/allocator.py).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="One allocator setting, e.g. source_floor=0.05.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="One allocator setting, e.g. source_floor=0.05.")
 @click.option("--no-rejections", is_flag=True, help="Do not read the rejections topic (no near-duplicate flood guard).")
 @click.option("--loglevel", default="WARNING", show_default=True)
 def budget(bootstrap: str, namespace: str, window_tokens: int, window_s: float, config_path: Path | None,

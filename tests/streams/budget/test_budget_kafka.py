@@ -34,8 +34,9 @@ def _scores(start: int, n: int, seed: int) -> list[ValueScore]:
     for i in range(start, start + n):
         source = "good" if i % 2 else "junk"
         value = rng.normal(1.0, 0.3) if source == "good" else rng.normal(-0.5, 0.3)
-        out.append(ValueScore(doc_id=f"doc-{i}", source=source, value=float(value), n_tokens=int(rng.integers(100, 300)),
-                              trainer_step=i, model_version="m1", method="test", bucket={"lang": "en"}))
+        out.append(ValueScore(doc_id=f"doc-{i}", source=source, value=float(value),
+                              n_tokens=int(rng.integers(100, 300)), trainer_step=i, model_version="m1",
+                              method="test", bucket={"lang": "en"}))
     return out
 
 

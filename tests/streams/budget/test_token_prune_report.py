@@ -11,7 +11,8 @@ from streams.budget.token_prune import repeat_mask, skip_repeats
 def test_repeated_spans_are_skipped_and_the_first_copy_stays():
     rng = np.random.default_rng(0)
     line = rng.integers(0, 500, 30)
-    doc = np.concatenate([rng.integers(0, 500, 50), line, rng.integers(0, 500, 20), line, line, rng.integers(0, 500, 10)])
+    doc = np.concatenate([rng.integers(0, 500, 50), line, rng.integers(0, 500, 20), line, line,
+                          rng.integers(0, 500, 10)])
     mask = repeat_mask(doc, k=16)
     assert mask.sum() == 60  # the second and third copies of the 30-token line
     assert not mask[:100].any()  # the first copy and everything before it stays
@@ -38,3 +39,22 @@ def test_removal_report_by_source_language_and_length():
     assert {r["group"] for r in rep["lang"]} == {"en", "de"}
     assert {r["group"] for r in rep["length"]} == {byte_class(2000), byte_class(300)}
     assert detail_fields("why=x keep=0.5 lang=zh")["lang"] == "zh"
+
+
+def test_budget_report_command_reads_the_manifest_and_the_ledger(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from click.testing import CliRunner
+
+    from streams.budget.cli import budget_report
+
+    (tmp_path / "manifest").mkdir()
+    (tmp_path / "ledger").mkdir()
+    pq.write_table(pa.table({"doc_id": ["a", "b"], "source": ["web", "web"], "lang": ["en", "zh"],
+                             "n_bytes": [1000, 100]}), tmp_path / "manifest" / "p0.parquet")
+    pq.write_table(pa.table({"id": ["c"], "reason": ["budget_pruned"], "source": ["spam"], "n_bytes": [300],
+                             "detail": ["why=over_budget keep=0.1000 u=0.9 lang=en len=1 key=spam"],
+                             "budget_version": [4]}), tmp_path / "ledger" / "p0.parquet")
+    res = CliRunner().invoke(budget_report, [str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "pruned by source" in res.output and "spam" in res.output and "100.0%" in res.output
