@@ -1,6 +1,6 @@
 """Value-driven token budgets on vs off: the same input stream, the trainer run twice.
 
-    .venv/bin/python bench/budget.py [--steps 1200] [--seed 0] [--out var/bench-budget] [--json]
+    .venv/bin/python bench/budget.py [--steps 1200] [--seed 0] [--skip-k 16] [--out var/bench-budget] [--json] [--keep-work]
 
 **In-process, no Kafka** (stated plainly: the loop below is the pipeline's and the trainer's real
 modules called in one process, not the Faust agents). The input stream is real text from
@@ -599,6 +599,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "var" / "bench-budget")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--keep-work", action="store_true", help="keep the runs' shards and logs in <out>/work")
     args = ap.parse_args()
     args.alloc = {}
     for s in args.sets:
@@ -681,6 +682,8 @@ def main() -> None:
         "stage_params": stage_params,
     }
     (args.out / "budget_result.json").write_text(json.dumps(result, indent=2, default=str))
+    if not args.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return
