@@ -36,16 +36,16 @@ class FieldMap:
     lang: str = "lang"
 
 
-def expand_paths(paths: list[str | Path]) -> list[Path]:
-    """Files as given, folders expanded to their corpus files in sorted order."""
+def expand_paths(paths: list[str | Path], suffixes: tuple[str, ...] = SUFFIXES, kind: str = "corpus") -> list[Path]:
+    """Files as given, folders expanded to their files with ``suffixes`` in sorted order."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(SUFFIXES)))
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(suffixes)))
         elif p.exists():
             out.append(p)
         else:
-            raise FileNotFoundError(f"no such corpus file or folder: {p}")
+            raise FileNotFoundError(f"no such {kind} file or folder: {p}")
     return out
 
 

@@ -205,12 +205,6 @@ class WarcSource:
 
 
 def expand_warc_paths(paths: list[str | Path]) -> list[Path]:
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(WARC_SUFFIXES)))
-        elif p.exists():
-            out.append(p)
-        else:
-            raise FileNotFoundError(f"no such WARC file or folder: {p}")
-    return out
+    from streams.sources.files import expand_paths
+
+    return expand_paths(paths, WARC_SUFFIXES, kind="WARC")
