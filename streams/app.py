@@ -125,10 +125,13 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
 
     stateful_specs = [s for s in recipe.curation if s["op"] in STATEFUL_OPS]
     stateless_specs = [s for s in recipe.curation if s["op"] not in STATEFUL_OPS]
+    # What an operator may take from the worker (budget_prune: its budgets topic). build_stage
+    # fills it into a copy of the entry: the recipe, and so its version, stays as written.
+    context = {"bootstrap": bootstrap, "namespace": namespace}
 
     def make_stateful():
         d = recipe.dedup
-        return [BloomDeduper(d.capacity, d.fp_rate)] + [build_stage(s) for s in stateful_specs]
+        return [BloomDeduper(d.capacity, d.fp_rate)] + [build_stage(s, context) for s in stateful_specs]
 
     store = PartitionStateStore(bootstrap, topics.keyed, topics.dedup_snapshots,
                                 state_key=f"{version}", make_stages=make_stateful,
@@ -181,7 +184,7 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
                 parts += [partition] * len(res)
             await emit(outcomes, unique_t, parts)
 
-    curation = [build_stage(s) for s in stateless_specs]
+    curation = [build_stage(s, context) for s in stateless_specs]
     tokenizer = SentencePieceTokenizer(recipe.tokenizer.model)
 
     def curate(docs: list[CuratedDocument]) -> list[Outcome]:

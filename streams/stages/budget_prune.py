@@ -30,6 +30,11 @@ Recipe parameters: ``namespace`` / ``bootstrap`` (the Kafka budgets topic; defau
 ``pin_version``) for a JSON-lines file; ``wait_s`` (wait this long at start for the topic to be
 read), ``salt``, ``dims``, ``len_edges``, ``bytes_per_token``, ``cjk_chars_per_token``. A
 provider object can be passed directly (``provider=``) in code.
+
+Inside ``foundry worker`` / ``foundry run`` a bare ``{op: budget_prune}`` reads the budgets
+topic of the worker's own namespace on the worker's own broker: the worker passes its
+``bootstrap`` and ``namespace`` as context (``streams/stages/registry.py``), for each one the
+entry does not set, and none when the entry names a ``budgets_file``.
 """
 from __future__ import annotations
 
@@ -119,7 +124,7 @@ def _provider(namespace: str | None, bootstrap: str | None, budgets_file: str | 
     return reader
 
 
-@register("budget_prune")
+@register("budget_prune", context=("bootstrap", "namespace"), context_unless=("budgets_file", "provider"))
 def budget_prune_stage(provider: Any = None, namespace: str | None = None, bootstrap: str | None = None,
                        budgets_file: str | None = None, pin_version: int | None = None, wait_s: float = 10.0,
                        **params: Any) -> BudgetPruneStage:

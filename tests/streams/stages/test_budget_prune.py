@@ -109,3 +109,32 @@ def test_token_estimate_feeds_the_length_bucket():
     out = stage.process_batch([short, longer])
     assert isinstance(out[0], Rejection) and "len=0" in out[0].detail
     assert isinstance(out[1], CuratedDocument)
+
+
+def test_worker_context_fills_a_copy_of_a_bare_entry_and_leaves_the_recipe_as_written():
+    from foundry.recipe import Recipe
+    from streams.stages.registry import with_context
+
+    ctx = {"bootstrap": "broker:9092", "namespace": "ns1"}
+    recipe = Recipe.model_validate({"curation": [{"op": "budget_prune"}]})
+    before = recipe.version
+    spec = recipe.curation[0]
+    assert with_context(spec, ctx) == {"op": "budget_prune", "bootstrap": "broker:9092", "namespace": "ns1"}
+    assert spec == {"op": "budget_prune"}  # a copy: the recipe's entry (and its version) is unchanged
+    assert recipe.version == before
+    # what the entry sets wins, each parameter on its own
+    assert with_context({"op": "budget_prune", "namespace": "other"}, ctx)["namespace"] == "other"
+    assert with_context({"op": "budget_prune", "namespace": "other"}, ctx)["bootstrap"] == "broker:9092"
+    # a budgets file needs no broker; operators that take no context get none
+    assert with_context({"op": "budget_prune", "budgets_file": "b.jsonl"}, ctx) == {
+        "op": "budget_prune", "budgets_file": "b.jsonl"}
+    assert with_context({"op": "quality_rules"}, ctx) == {"op": "quality_rules"}
+    assert with_context({"op": "budget_prune"}, None) == {"op": "budget_prune"}
+
+
+def test_build_stage_with_a_file_entry_ignores_the_worker_context(tmp_path):
+    path = tmp_path / "budgets.jsonl"
+    append_update(path, _update(4, spam=0.0001))
+    st = build_stage({"op": "budget_prune", "budgets_file": str(path)}, {"bootstrap": "nowhere:1", "namespace": "x"})
+    assert isinstance(st.provider, FileBudgetProvider)
+    assert all(isinstance(o, Rejection) and o.budget_version == 4 for o in st.process_batch([_doc(1, "spam")]))
