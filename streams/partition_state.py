@@ -202,7 +202,14 @@ class PartitionStateStore:
         state = PartitionState(self.make_stages(), 0)
         snap = self._best_snapshot(partition, until)  # at 0 only an imported filter (replay --dedup-from)
         if snap is not None:
-            state.restore(snap)
+            try:
+                state.restore(snap)
+            except ValueError as err:
+                # Written by a build whose stage state differs (e.g. a new signature scheme):
+                # the log from offset 0 gives the same state, only slower.
+                log.warning("partition %d: snapshot not usable (%s); rebuilding from the start of the log",
+                            partition, err)
+                state = PartitionState(self.make_stages(), 0)
         bloom_only = len(state.stages) == 1
         replayed = 0
         batch: list[CuratedDocument] = []

@@ -95,7 +95,7 @@ def cjk_count(text: str) -> int:
 
 def cjk_share(text: str) -> float:
     """Share of CJK characters among the non-space characters."""
-    n = sum(1 for c in text if not c.isspace())
+    n = len("".join(text.split()))  # str.split() splits on exactly the str.isspace() characters
     return cjk_count(text) / n if n else 0.0
 
 
@@ -128,12 +128,13 @@ EN_STOP_WORDS = frozenset(
 ZH_STOP_WORDS = frozenset("的了是在和我你他她它们这那也就很不没吗呢吧啊着过把被与及而或但从对为于其之所还又该些么要会说得地")
 
 
-def primary_lang(doc: CuratedDocument, text: str) -> str:
-    """``en``/``zh``/other code: the document's language, or a guess from its script."""
+def primary_lang(doc: CuratedDocument, text: str, share: float | None = None) -> str:
+    """``en``/``zh``/other code: the document's language, or a guess from its script
+    (``share``: the text's :func:`cjk_share`, when already known)."""
     lang = (doc.lang or "").lower()
     if lang:
         return lang.split("-")[0].split("_")[0]
-    return "zh" if cjk_share(text) >= 0.3 else "en"
+    return "zh" if (cjk_share(text) if share is None else share) >= 0.3 else "en"
 
 
 # --------------------------------------------------------------------------- rules
@@ -166,6 +167,8 @@ class Analysis:
         self.text = text
         self.tokens = tokens(text)
         self.words = [t for t in self.tokens if _HAS_ALNUM.search(t)]
+        # Words hold no whitespace, so one join, lower() and split do them all in C.
+        self.lower_words = " ".join(self.words).lower().split(" ") if self.words else []
         self.lines = [ln.strip(_INVISIBLE) for ln in text.split("\n")]
         self.nonempty_lines = [ln for ln in self.lines if ln]
         self.n_cjk = len(_CJK_CHAR.findall(text))
@@ -226,7 +229,7 @@ def _rule_alpha_words(doc, a: Analysis, p) -> list[Check]:
     # In CJK-heavy text spaces around punctuation are arbitrary ("好 ! !"), so
     # there every punctuation-only token is left out.
     if a.cjk_share >= 0.3:
-        toks = [t for t in a.tokens if _HAS_ALNUM.search(t)]
+        toks = a.words
     else:
         toks = [t for t in a.tokens if not _CJK_PUNCT_ONLY.match(t)]
     if not toks:
@@ -236,13 +239,13 @@ def _rule_alpha_words(doc, a: Analysis, p) -> list[Check]:
 
 
 def _rule_stop_words(doc, a: Analysis, p) -> list[Check]:
-    lang = primary_lang(doc, a.text)
+    lang = primary_lang(doc, a.text, a.cjk_share)
     if lang not in p["stop_word_langs"]:
         return []
     if lang == "zh":
         n = sum(1 for w in a.words if w in ZH_STOP_WORDS)
     else:
-        n = sum(1 for w in a.words if w.strip(_PUNCT_EDGES).lower() in EN_STOP_WORDS)
+        n = sum(1 for w in a.lower_words if w.strip(_PUNCT_EDGES) in EN_STOP_WORDS)
     return [Check("stop_words", float(n), low=p["min_stop_words"])]
 
 
@@ -250,7 +253,7 @@ def _rule_word_length(doc, a: Analysis, p) -> list[Check]:
     lw = latin_words(a.text)
     if len(lw) < p["min_latin_words"] or len(lw) < p["min_latin_share"] * len(a.words):
         return []
-    mean = sum(len(w) for w in lw) / len(lw)
+    mean = sum(map(len, lw)) / len(lw)
     return [Check("mean_word_length", mean, low=p["min_mean_word_length"], high=p["max_mean_word_length"])]
 
 
@@ -276,10 +279,11 @@ class NGrams:
     rolling 64-bit hash of the unit ids (collisions are negligible here)."""
 
     def __init__(self, units: Sequence[str]):
-        vocab: dict[str, int] = {}
         n = len(units)
-        self.ids = np.fromiter((vocab.setdefault(u, len(vocab)) + 1 for u in units), dtype=np.uint64, count=n)
-        lens = np.fromiter((len(u) for u in units), dtype=np.int64, count=n)
+        # Python's string hash as the unit id: only equality inside one document matters,
+        # so its per-process salt changes nothing (a 64-bit collision aside), and map() runs in C.
+        self.ids = np.fromiter(map(hash, units), dtype=np.int64, count=n).view(np.uint64)
+        lens = np.fromiter(map(len, units), dtype=np.int64, count=n)
         self.lens = lens
         self.cum = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(lens)))
         self.total = int(self.cum[-1])
@@ -332,7 +336,7 @@ def _rule_repetition(doc, a: Analysis, p) -> list[Check]:
         checks.append(Check("dup_line_frac", len(dup_lines) / len(lines), high=p["max_dup_line_frac"]))
         checks.append(Check("dup_line_char_frac", sum(len(ln) for ln in dup_lines) / max(n_chars, 1),
                             high=p["max_dup_line_char_frac"]))
-    units = [w.lower() for w in a.words]
+    units = a.lower_words
     if len(units) < 10:
         return checks
     cjk_heavy = a.n_cjk >= 0.5 * len(units)

@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from schemas import CuratedDocument, Reason, Rejection
-from streams.stages.near_dedup import NearDedup, jaccard, shingles
+from streams.stages.near_dedup import NearDedup, jaccard, shingle_hashes, shingles
 from streams.stages.registry import build_stage, operator_names
 from tests.conftest import shared_data
 
@@ -51,6 +51,18 @@ def test_shingles_words_for_english_characters_for_chinese():
     assert shingles("Hi there") == {"hi there"}  # shorter than one shingle: the whole text
     assert shingles("  ...  ") == set()
     assert jaccard(shingles(EN), shingles(EN.upper())) == 1.0  # case and punctuation do not matter
+
+
+def test_shingle_hashes_are_the_shingle_set():
+    # The signature path hashes substrings instead of building shingle strings: it must
+    # see the same set, for both kinds of shingles and the short-text cases.
+    for text in (EN, EN_EDIT, ZH, ZH_EDIT, EN + " " + EN, "Hi there", "研究人员", "one two three four five six"):
+        sh, hv = shingles(text), shingle_hashes(text)
+        assert len(hv) == len(sh), text
+        edited = shingle_hashes(text + " extra words at the very end, for sure")
+        assert len(set(hv.tolist()) & set(edited.tolist())) == len(sh & shingles(text + " extra words at the very end, for sure"))
+    assert len(shingle_hashes("  ...  ")) == 0
+    assert shingle_hashes(EN).tolist() == shingle_hashes(EN.upper()).tolist()
 
 
 def test_near_duplicate_rejected_with_kept_id_and_score():
