@@ -24,7 +24,7 @@ shard by shard from the stream as it asks for data:
   (a window every ``--window-tokens`` scored tokens); each BudgetUpdate is applied by the
   ``budget_prune`` stage to the documents of the next shards (before tokenization, as in the
   pipeline); inside admitted documents the trainer skips repeated token spans
-  (``streams/budget/token_prune.py``, through a wrapped shard reader). Since it drops
+  (its own ``data.skip_repeats_k``, ``streams/budget/token_prune.py``). Since it drops
   documents, this run reads further into the same stream for the same number of steps.
 
 Printed: training tokens and FLOPs each run needed to reach the held-out loss the unpruned run
@@ -44,9 +44,8 @@ import json
 import random
 import shutil
 import sys
-import threading
 import time
-from collections import Counter, OrderedDict, defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +60,6 @@ from schemas import CuratedDocument, Rejection, ValueScore  # noqa: E402
 from streams.budget.allocator import AllocatorConfig, BudgetAllocator  # noqa: E402
 from streams.budget.reader import StaticBudgetProvider  # noqa: E402
 from streams.budget.report import format_report, items_from, removal_report  # noqa: E402
-from streams.budget.token_prune import skip_repeats  # noqa: E402
 from streams.stages.budget_prune import BudgetPruneStage  # noqa: E402
 from streams.stages.validate import content_hash  # noqa: E402
 
@@ -278,52 +276,6 @@ def calibrate(sp, docs: list[Doc]) -> tuple[float, float]:
 # --------------------------------------------------------------------------- the closed loop
 
 
-class SkipReader:
-    """Wraps the run's ShardReader: training shards come back without repeated token spans."""
-
-    def __init__(self, inner, exclude: set[str], k: int):
-        self.inner, self.exclude, self.k = inner, exclude, k
-        self._cache: OrderedDict[str, Any] = OrderedDict()
-        self._lock = threading.Lock()
-        self.skipped = 0
-        self.seen_tokens = 0
-        self._counted: set[str] = set()
-
-    def prefetch(self, path: str, shard: str = "", sha256: str | None = None):
-        return self.inner.prefetch(path, shard, sha256)
-
-    def get(self, path: str, shard: str = "", sha256: str | None = None):
-        from trainer.shard_reader import Doc as TDoc
-        from trainer.shard_reader import ShardDocs
-
-        if path in self.exclude:
-            return self.inner.get(path, shard, sha256)
-        with self._lock:
-            hit = self._cache.get(path)
-        if hit is not None:
-            return hit
-        raw = self.inner.get(path, shard, sha256)
-        docs, skipped, seen = [], 0, 0
-        for d in raw.docs:
-            toks, n = skip_repeats(d.tokens, self.k)
-            skipped += n
-            seen += int(d.tokens.size)
-            docs.append(TDoc(key=d.key, tokens=toks, meta=d.meta))
-        out = ShardDocs(shard=raw.shard, path=raw.path, docs=docs, skipped=raw.skipped)
-        with self._lock:
-            if path not in self._counted:
-                self._counted.add(path)
-                self.skipped += skipped
-                self.seen_tokens += seen
-            self._cache[path] = out
-            while len(self._cache) > 32:
-                self._cache.popitem(last=False)
-        return out
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)
-
-
 class Feedback:
     """The trainer's value publisher: scores go to the allocator, windows close, budgets apply."""
 
@@ -468,7 +420,9 @@ def run_trainer(name: str, args, stream: list[Doc], heldout: list[Doc], vocab_si
     cfg = load_config("tiny", {
         "model": {"n_layer": 2, "n_head": 2, "n_embd": args.n_embd, "block_size": 64},
         "data": {"micro_batch_rows": 16, "replay_shards": 4, "heldout_shards": 1, "heldout_max_rows": 160,
-                 "loader_workers": 1, "prefetch_rows": 64, "verify_sha256": False, "max_doc_tokens": 2048},
+                 "loader_workers": 1, "prefetch_rows": 64, "verify_sha256": False, "max_doc_tokens": 2048,
+                 # budgets on: the trainer-side skip of repeated spans (held-out shards are never cut)
+                 "skip_repeats_k": args.skip_k if budgets else 0},
         "optim": {"lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 50, "decay": "cosine", "decay_steps": args.steps},
         "eval": {"every": args.eval_every}, "checkpoint": {"every": 0}, "export": {"every": 0},
         "value": {"enabled": True, "every": 1, "direction_every": 20, "probe_rows": 32, "difference": "forward",
@@ -484,23 +438,14 @@ def run_trainer(name: str, args, stream: list[Doc], heldout: list[Doc], vocab_si
     feed = StreamFeed(stream, heldout, run_dir, vocab_size, stage=stage, allocator=alloc,
                       raw_tokens_per_shard=args.shard_tokens)
     pub = Feedback(alloc, args.window_tokens, provider)
-    skip_reader: list[SkipReader] = []
     raw_at_step: dict[int, int] = {}
-
-    class _Trainer(Trainer):
-        def _open_session(self, info, seek):
-            s = super()._open_session(info, seek)
-            if budgets and args.skip_k > 0:
-                s.reader = SkipReader(s.reader, {feed.heldout_path}, args.skip_k)
-                skip_reader.append(s.reader)
-            return s
 
     def on_batch(step: int, batch, out) -> None:
         pos = batch.position
         seq = pos.round_new if pos.round_new is not None else pos.next_new - 1
         raw_at_step[step + 1] = feed.shard_raw_end[min(max(seq, 0), len(feed.shard_raw_end) - 1)]
 
-    trainer = _Trainer(cfg, run_dir, feed, pub, max_steps=args.steps, final_checkpoint=False, on_batch=on_batch)
+    trainer = Trainer(cfg, run_dir, feed, pub, max_steps=args.steps, final_checkpoint=False, on_batch=on_batch)
     feed.trainer = trainer
     t0 = time.perf_counter()
     summary = trainer.run()
@@ -510,9 +455,10 @@ def run_trainer(name: str, args, stream: list[Doc], heldout: list[Doc], vocab_si
         events += [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
     evals = sorted((e for e in events if e.get("event") == "eval"), key=lambda e: e["step"])
     curve = [(e["step"], e["train_tokens"], e["train_flops"], e["heldout_loss"]) for e in evals]
+    pos = trainer.session.position if trainer.session else None  # the trainer's own repeat-skip counts
     return {"name": name, "summary": summary, "curve": curve, "seconds": seconds, "allocator": alloc,
-            "feed": feed, "publisher": pub, "skipped": skip_reader[0].skipped if skip_reader else 0,
-            "skip_seen": skip_reader[0].seen_tokens if skip_reader else 0, "raw_at_step": raw_at_step,
+            "feed": feed, "publisher": pub, "skipped": pos.repeat_tokens_skipped if pos else 0,
+            "skip_seen": pos.repeat_tokens_read if pos else 0, "raw_at_step": raw_at_step,
             "flops_per_token": trainer.session.flops_per_token if trainer.session else 0,
             "params": trainer.session.model.n_params() if trainer.session else 0}
 

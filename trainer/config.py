@@ -36,6 +36,9 @@ class DataConfig(_Section):
     heldout_shards: int = 1  # the first N shards of a run are the held-out set, never trained on
     heldout_max_rows: int = 64
     max_doc_tokens: int = 8192  # longer documents are cut
+    # trainer-side pruning: cut the 2nd and later copies of any span of >= k tokens repeated inside a
+    # training document (streams/budget/token_prune.py); skipped tokens cost no compute. 0 = off
+    skip_repeats_k: int = Field(0, ge=0)
     loader_workers: int = 2  # shard readers that decode the next shards in parallel
     loader_kind: Literal["thread", "process"] = "thread"
     prefetch_rows: int = 512  # rows built ahead of the training step

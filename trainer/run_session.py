@@ -89,7 +89,7 @@ class RunSession:
                                   capacity=cfg.data.replay_shards + cfg.data.heldout_shards
                                   + cfg.data.loader_workers + 4,
                                   verify_sha256=cfg.data.verify_sha256, vocab_size=info.vocab_size,
-                                  max_doc_tokens=cfg.data.max_doc_tokens)
+                                  max_doc_tokens=cfg.data.max_doc_tokens, skip_repeats_k=cfg.data.skip_repeats_k)
         self.stream: RowStream | None = None
         self.prefetcher: RowPrefetcher | None = None
         self.heldout: torch.Tensor | None = None
@@ -357,7 +357,10 @@ class RunSession:
                 self.export()
         self.publish_values()
         self.publisher.flush()
+        pos = self.position
         self.events.emit("run_end", run=self.info.name, step=self.step, reason=reason,
-                         train_tokens=self.train_tokens)
+                         train_tokens=self.train_tokens,
+                         repeat_tokens_skipped=pos.repeat_tokens_skipped if pos else 0,
+                         repeat_tokens_read=pos.repeat_tokens_read if pos else 0)
         self.reader.close()
         self.events.close()

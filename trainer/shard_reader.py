@@ -8,6 +8,13 @@ the tar, which is the shard writer's offset order, so a document is named by
 Workers only decode shards; they never decide what is trained. The order of
 documents is decided by :mod:`trainer.shard_stream` in one place, so adding
 workers cannot duplicate or skip a sample.
+
+Trainer-side pruning (``data.skip_repeats_k``): a training shard is read with the
+second and later copies of every span of at least ``k`` tokens that already
+occurred earlier in the same document cut out (:func:`streams.budget.token_prune.skip_repeats`).
+A cut token costs no compute at all, where a loss-masked one would still cost its
+forward and backward pass. The cut depends on the document's tokens only, so the
+stream stays deterministic and resumable; held-out shards are read whole.
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ import numpy as np
 import webdataset as wds
 
 from schemas.shard_format import META_EXT, TOKENS_EXT
+from streams.budget.token_prune import skip_repeats
 
 
 class ShardError(RuntimeError):
@@ -52,11 +60,17 @@ class ShardDocs:
     path: str
     docs: list[Doc]
     skipped: int = 0  # documents left out (ids outside the vocabulary, empty)
+    tokens_read: int = 0  # tokens of ``docs`` as read (after the max_doc_tokens cut, before skip_repeats)
+    repeat_tokens_skipped: int = 0  # of those, repeated-span tokens cut out (skip_repeats_k)
 
 
 def read_shard(path: str, *, shard: str = "", sha256: str | None = None, vocab_size: int | None = None,
-               max_doc_tokens: int = 0) -> ShardDocs:
-    """Read and check one shard. Raises :class:`ShardError` when it cannot be used."""
+               max_doc_tokens: int = 0, skip_repeats_k: int = 0) -> ShardDocs:
+    """Read and check one shard. Raises :class:`ShardError` when it cannot be used.
+
+    ``skip_repeats_k > 0``: each document comes back without the repeats of its spans of
+    ``k`` or more tokens (see the module docstring); ``repeat_tokens_skipped`` counts them.
+    """
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -67,7 +81,7 @@ def read_shard(path: str, *, shard: str = "", sha256: str | None = None, vocab_s
         if got != sha256:
             raise ShardError(f"shard {path}: sha256 {got} does not match the manifest's {sha256}")
     docs: list[Doc] = []
-    skipped = 0
+    skipped = n_read = n_cut = 0
     try:
         for sample in wds.tarfile_samples([{"url": path, "stream": io.BytesIO(data)}]):
             raw_tokens = sample.get(TOKENS_EXT)
@@ -81,27 +95,35 @@ def read_shard(path: str, *, shard: str = "", sha256: str | None = None, vocab_s
                 continue
             if max_doc_tokens and tokens.size > max_doc_tokens:
                 tokens = tokens[:max_doc_tokens]
+            n_read += int(tokens.size)
+            if skip_repeats_k > 0:
+                tokens, n = skip_repeats(tokens, skip_repeats_k)
+                n_cut += n
             docs.append(Doc(key=sample["__key__"], tokens=tokens, meta=meta))
     except ShardError:
         raise
     except Exception as exc:  # a damaged tar or npy
         raise ShardError(f"shard {path} is damaged: {type(exc).__name__}: {exc}") from None
-    return ShardDocs(shard=shard or path.rsplit("/", 1)[-1], path=path, docs=docs, skipped=skipped)
+    return ShardDocs(shard=shard or path.rsplit("/", 1)[-1], path=path, docs=docs, skipped=skipped,
+                     tokens_read=n_read, repeat_tokens_skipped=n_cut)
 
 
 class ShardReader:
     """Decodes shards on ``workers`` threads or processes and keeps the recent ones in memory.
 
     ``prefetch`` starts reading a shard the stream will need soon; ``get`` waits for it.
-    ``workers=0`` reads inline (no pool).
+    ``workers=0`` reads inline (no pool). ``skip_repeats_k`` applies to the shards asked
+    for with ``training=True`` (the row stream's); the held-out set asks without it.
     """
 
     def __init__(self, *, workers: int = 2, kind: str = "thread", capacity: int = 16,
-                 verify_sha256: bool = True, vocab_size: int | None = None, max_doc_tokens: int = 0):
+                 verify_sha256: bool = True, vocab_size: int | None = None, max_doc_tokens: int = 0,
+                 skip_repeats_k: int = 0):
         self.capacity = max(capacity, 1)
         self.verify_sha256 = verify_sha256
         self.vocab_size = vocab_size
         self.max_doc_tokens = max_doc_tokens
+        self.skip_repeats_k = max(int(skip_repeats_k), 0)
         self._pool: Executor | None = None
         if workers > 0:
             if kind == "process":
@@ -112,12 +134,12 @@ class ShardReader:
             else:
                 self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shard-reader")
         self._lock = threading.Lock()
-        self._cache: OrderedDict[str, Future] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int], Future] = OrderedDict()  # (path, skip_repeats_k) -> read
         self.reads = 0  # shards decoded (for tests: no shard is read twice while cached)
 
-    def _submit(self, path: str, shard: str, sha256: str | None) -> Future:
+    def _submit(self, path: str, shard: str, sha256: str | None, skip_k: int) -> Future:
         kwargs = dict(shard=shard, sha256=sha256 if self.verify_sha256 else None,
-                      vocab_size=self.vocab_size, max_doc_tokens=self.max_doc_tokens)
+                      vocab_size=self.vocab_size, max_doc_tokens=self.max_doc_tokens, skip_repeats_k=skip_k)
         self.reads += 1
         if self._pool is None:
             fut: Future = Future()
@@ -128,26 +150,27 @@ class ShardReader:
             return fut
         return self._pool.submit(read_shard, path, **kwargs)
 
-    def prefetch(self, path: str, shard: str = "", sha256: str | None = None) -> Future:
+    def prefetch(self, path: str, shard: str = "", sha256: str | None = None, *, training: bool = False) -> Future:
+        key = (path, self.skip_repeats_k if training else 0)
         with self._lock:
-            fut = self._cache.get(path)
+            fut = self._cache.get(key)
             if fut is None:
-                fut = self._submit(path, shard, sha256)
-                self._cache[path] = fut
-            self._cache.move_to_end(path)
+                fut = self._submit(path, shard, sha256, key[1])
+                self._cache[key] = fut
+            self._cache.move_to_end(key)
             while len(self._cache) > self.capacity:
                 self._cache.popitem(last=False)
             return fut
 
-    def get(self, path: str, shard: str = "", sha256: str | None = None) -> ShardDocs:
-        return self.prefetch(path, shard, sha256).result()
+    def get(self, path: str, shard: str = "", sha256: str | None = None, *, training: bool = False) -> ShardDocs:
+        return self.prefetch(path, shard, sha256, training=training).result()
 
     def pin(self, paths: list[str]) -> None:
         """Keep these shards (the replay buffer) at the warm end of the cache."""
+        wanted = set(paths)
         with self._lock:
-            for p in paths:
-                if p in self._cache:
-                    self._cache.move_to_end(p)
+            for key in [k for k in self._cache if k[0] in wanted]:
+                self._cache.move_to_end(key)
 
     def close(self) -> None:
         if self._pool is not None:

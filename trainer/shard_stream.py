@@ -23,6 +23,12 @@ Documents are packed back to back, each followed by one boundary token
 (id ``vocab_size``), and cut into rows; a document may continue in the next
 row. Each row lists the document spans it holds, so the loss of every target
 token can be charged to its document.
+
+Training shards are asked of the reader with ``training=True``: with
+``data.skip_repeats_k`` set, their documents arrive with repeated token spans cut
+out (trainer-side pruning, see :mod:`trainer.shard_reader`). The position counts
+what that cut from the new shards of the rounds started so far
+(``repeat_tokens_skipped`` of ``repeat_tokens_read``), so the count survives a resume.
 """
 from __future__ import annotations
 
@@ -139,6 +145,8 @@ class StreamPosition:
     cursor: int = 0  # document index in the current round's plan
     token_offset: int = 0  # tokens of that document already emitted (the boundary token counts)
     skipped_shards: list[str] = field(default_factory=list)
+    repeat_tokens_read: int = 0  # tokens of the new shards' documents, as read (before skip_repeats)
+    repeat_tokens_skipped: int = 0  # of those, cut out as repeated spans (data.skip_repeats_k)
 
     def oldest_needed(self) -> int:
         """The oldest training shard this position (or any later one) still reads."""
@@ -237,11 +245,11 @@ class RowStream:
 
     def _prefetch(self, seq: int) -> None:
         m = self._entry(seq).manifest
-        self.reader.prefetch(m.path, m.shard, m.sha256)
+        self.reader.prefetch(m.path, m.shard, m.sha256, training=True)
 
     def _docs(self, seq: int) -> ShardDocs:
         m = self._entry(seq).manifest
-        return self.reader.get(m.path, m.shard, m.sha256)
+        return self.reader.get(m.path, m.shard, m.sha256, training=True)
 
     # -- rounds ---------------------------------------------------------------------------
     def _make_plan(self, round_new: int | None, rng_state: dict[str, Any]):
@@ -297,20 +305,25 @@ class RowStream:
             n_announced = self.log.n_train
         for seq in range(pos.next_new, min(pos.next_new + 1 + self.lookahead, n_announced)):
             self._prefetch(seq)
+        cut = 0
         if round_new is not None:
             try:
-                self._docs(round_new)
+                docs = self._docs(round_new)
             except ShardError as exc:
                 pos.skipped_shards.append(self._entry(round_new).manifest.shard)
                 self.events.append({"event": "shard_skipped", "seq": round_new, "reason": str(exc)})
                 pos.next_new += 1
                 return self._start_round()
             pos.next_new += 1
+            cut = docs.repeat_tokens_skipped
+            pos.repeat_tokens_read += docs.tokens_read
+            pos.repeat_tokens_skipped += cut
         pos.round_index += 1
         pos.round_new = round_new
         self._plan, self._next_rng_state = self._make_plan(round_new, pos.rng_state)
         self.events.append({"event": "round", "round": pos.round_index, "new_seq": round_new,
-                            "docs": len(self._plan), "replay_shards": len(pos.replay)})
+                            "docs": len(self._plan), "replay_shards": len(pos.replay),
+                            "repeat_tokens_skipped": cut})
 
     # -- rows -----------------------------------------------------------------------------
     def next_row(self) -> Row:

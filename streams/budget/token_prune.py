@@ -16,9 +16,11 @@ trained tokens. The price: the model never sees that the document repeated itsel
 copy stays, with its context). Skipping is deterministic (a function of the document's tokens
 only), so the trainer's stream position stays resumable.
 
-Hook: the shard reader applies :func:`skip_repeats` to every decoded document (see the
-module's README section); ``bench/budget.py`` does it through a subclass of the trainer's
-run session.
+Hook: the trainer's ``data.skip_repeats_k`` (0 = off): its shard reader applies
+:func:`skip_repeats` to every document of a training shard as it decodes it (held-out shards
+are read whole), and the stream position counts the skipped tokens (``repeat_tokens_skipped``
+of ``repeat_tokens_read``, also in the run's ``run_end`` event). ``bench/budget.py`` sets it
+for its budgets-on run.
 """
 from __future__ import annotations
 
