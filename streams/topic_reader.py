@@ -2,9 +2,10 @@
 first megabytes of the stream."""
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas import RawDocument, SchemaError
 
@@ -20,12 +21,30 @@ def watermarks(bootstrap: str, topic: str) -> dict[int, tuple[int, int]]:
         c.close()
 
 
-def committed(bootstrap: str, group: str, topic: str, partitions: list[int]) -> dict[int, int]:
-    """The group's committed offset per partition (0 where none)."""
+_COORDINATOR_STARTING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                         KafkaError.COORDINATOR_NOT_AVAILABLE}
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: list[int], *,
+              wait_s: float = 60.0) -> dict[int, int]:
+    """The group's committed offset per partition (0 where none).
+
+    A broker that has just started answers "coordinator load in progress" / "not
+    coordinator" for a while (its offsets topic is still loading): those retriable
+    errors are retried for up to ``wait_s`` seconds.
+    """
+    deadline = time.monotonic() + wait_s
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
-        res = c.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        return {tp.partition: max(tp.offset, 0) for tp in res}
+        while True:
+            try:
+                res = c.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+                return {tp.partition: max(tp.offset, 0) for tp in res}
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not (err.retriable() or err.code() in _COORDINATOR_STARTING) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         c.close()
 
