@@ -65,6 +65,21 @@ def stages_alone(docs: list[RawDocument], tmp: Path) -> list[dict]:
     return rows
 
 
+def broker_process(port: int):
+    """The process listening on the broker's port (to count its CPU time), or None."""
+    import psutil
+
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+            return psutil.Process(conn.pid)
+    return None
+
+
+def cpu_seconds(proc) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
 def end_to_end(args, docs_path: Path, tmp: Path) -> dict:
     from foundry.broker import KafkaCluster
     from foundry.run import run_pipeline
@@ -74,11 +89,14 @@ def end_to_end(args, docs_path: Path, tmp: Path) -> dict:
     if bootstrap is None:
         cluster = KafkaCluster(tmp / "kafka", port=args.port)
         bootstrap = cluster.up()
+    broker = broker_process(int(bootstrap.rsplit(":", 1)[1]))
+    broker_cpu0 = cpu_seconds(broker) if broker else 0.0
     try:
         ns = f"bench{int(time.time())}"
         s = run_pipeline(bootstrap, load_recipe(args.recipe), corpus=[str(docs_path)], namespace=ns,
                          raw_topic=f"{ns}.raw", out_root=tmp / "out", timeout=3600, workers=args.workers,
                          echo=lambda *_: None)
+        broker_cpu = cpu_seconds(broker) - broker_cpu0 if broker else None
     finally:
         if cluster is not None:
             cluster.down()
@@ -87,6 +105,11 @@ def end_to_end(args, docs_path: Path, tmp: Path) -> dict:
     print(f"  {'  after start-up':<28} {s.steady_docs_per_s:>10.0f} docs/s {s.mb_in / max(s.seconds - s.startup_s, 1e-3):>8.2f}"
           f" MB/s   (start-up: {s.startup_s}s until the first document was out)")
     print("  peak RSS MB:", s.peak_rss_mb)
+    cpu = dict(s.cpu_s, **({"broker": round(broker_cpu, 1)} if broker_cpu is not None else {}))
+    # Where the machine's CPU went (the broker's includes the publishing before the services started).
+    print("  CPU seconds per MB of input:", {k: round(v / s.mb_in, 2) for k, v in cpu.items()},
+          f"total {sum(cpu.values()) / s.mb_in:.2f}")
+    print("    after start-up:", s.steady_cpu_s_per_mb, f"sum {sum(s.steady_cpu_s_per_mb.values()):.2f} (broker not included)")
     return {"docs_per_s": s.steady_docs_per_s, "mb_per_s": s.mb_per_s}
 
 

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
@@ -46,6 +46,10 @@ class RunSummary:
     recipe_version: str
     rejections_by_reason: dict[str, int]
     peak_rss_mb: dict[str, float]
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds per service, last sample before stop
+    # CPU seconds per MB of input after start-up: (CPU at the end - CPU at the first output) over
+    # the share of the input still to do then; start-up (imports, models, group joins) left out.
+    steady_cpu_s_per_mb: dict[str, float] = field(default_factory=dict)
 
 
 def output_dir(out_root: str | Path, namespace: str, recipe: Recipe) -> Path:
@@ -90,6 +94,8 @@ class ServiceSet:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen] = {}
         self.peak: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.at_first_output: tuple[dict[str, float], int] | None = None  # (cpu, documents done) then
 
     def command(self, name: str) -> list[str]:
         base = [sys.executable, "-m", "foundry.cli"]
@@ -114,12 +120,16 @@ class ServiceSet:
         self.start("ledger")
 
     def sample_memory(self) -> None:
+        """Peak RSS and CPU seconds so far of each service (called about once a second)."""
         for name, p in self.procs.items():
             try:
-                rss = psutil.Process(p.pid).memory_info().rss / 1e6
+                proc = psutil.Process(p.pid)
+                rss = proc.memory_info().rss / 1e6
+                cpu = proc.cpu_times()
             except psutil.Error:
                 continue
             self.peak[name] = max(self.peak.get(name, 0.0), rss)
+            self.cpu[name] = cpu.user + cpu.system
 
     def _fail(self, name: str, p: subprocess.Popen) -> RuntimeError:
         tail = (self.log_dir / f"{self.namespace}-{name}.log").read_text(errors="replace")[-3000:]
@@ -180,6 +190,7 @@ def wait_drained(services: ServiceSet, out_dir: Path, base_rows: int, expected: 
         done = shard_rows + ledger_rows - base_rows
         if first_seen is not None and done > 0 and not first_seen:
             first_seen.append(time.monotonic())
+            services.at_first_output = (dict(services.cpu), done)
         if progress:
             progress(done, expected)
         if done >= expected:
@@ -267,4 +278,12 @@ def run_pipeline(bootstrap: str, recipe: Recipe, *, corpus: list[str] | None = N
     finally:
         services.stop()
     startup = (first[0] - t0) if first else 0.0
-    return summarize(out, recipe, base, expected, bytes_in, seconds, services.peak, startup)
+    summary = summarize(out, recipe, base, expected, bytes_in, seconds, services.peak, startup)
+    summary.cpu_s = {k: round(v, 1) for k, v in services.cpu.items()}
+    if services.at_first_output and expected:
+        cpu0, done0 = services.at_first_output
+        mb_left = summary.mb_in * (1 - done0 / expected)
+        if mb_left > 0:
+            summary.steady_cpu_s_per_mb = {k: round((v - cpu0.get(k, 0.0)) / mb_left, 2)
+                                           for k, v in services.cpu.items()}
+    return summary

@@ -406,7 +406,7 @@ def main() -> None:
         with torch.no_grad():
             x = T.encode_chars(held["heldout_zh"][0][:256])
             ref = enc(torch.from_numpy(x)).numpy()
-        sess = T._session(out / "encoder.fp32.onnx", 1)
+        sess = T.cpu_session(out / "encoder.fp32.onnx", 1)
         diff = float(np.abs(sess.run(["logit"], {"x": x})[0] - ref).max())
         log(f"encoder ONNX vs torch max |logit diff| {diff:.2e}")
         assert diff < 1e-3

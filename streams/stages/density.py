@@ -43,6 +43,7 @@ import numpy as np
 
 from schemas import CuratedDocument, Reason
 from streams.stages.base import ScoringStage
+from streams.stages.onnx_session import cpu_session
 from streams.stages.registry import register
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "density"
@@ -163,19 +164,6 @@ def lm_batch(lines: Sequence[str], max_bytes: int) -> tuple[np.ndarray, np.ndarr
 
 # --------------------------------------------------------------------------- the scorer
 
-def _session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads)
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3
-    # no busy-waiting between ops: the stages share few cores with the rest of the pipeline
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
 class ByteLM:
     """The byte-level language model in ONNX: per-line mean surprisal (bits/byte).
 
@@ -199,7 +187,7 @@ class ByteLM:
         mtime = self.model_path.stat().st_mtime
         if self._sess is not None and mtime == self._mtime:
             return False
-        sess = _session(self.model_path, self.threads)
+        sess = cpu_session(self.model_path, self.threads)
         with self._lock:
             self._sess, self._mtime = sess, mtime
         return True
@@ -226,7 +214,7 @@ class BoilerplateModel:
 
     def __init__(self, path: str | os.PathLike | None = None, *, intra_op_num_threads: int = 1):
         self.path = Path(path) if path else DEFAULT_BOILER
-        self._sess = _session(self.path, intra_op_num_threads)
+        self._sess = cpu_session(self.path, intra_op_num_threads)
 
     def logits(self, lines: Sequence[str]) -> np.ndarray:
         from streams.stages.toxicity import first_window, hash_ngrams

@@ -40,6 +40,7 @@ import numpy as np
 
 from schemas import CuratedDocument, Reason
 from streams.stages.base import ScoringStage
+from streams.stages.onnx_session import cpu_session
 from streams.stages.registry import register
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "toxicity"
@@ -152,19 +153,6 @@ def encode_chars(wins: Sequence[str]) -> np.ndarray:
     return x
 
 
-def _session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads)
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3
-    # no busy-waiting between ops: the stages share few cores with the rest of the pipeline
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
@@ -197,8 +185,8 @@ class ToxicityScorer:
               self.encoder_path.stat().st_mtime if self.use_encoder else 0.0)
         if mt == self._mtimes:
             return False
-        lex = _session(self.lexical_path, self.threads)
-        enc = _session(self.encoder_path, self.threads) if self.use_encoder else None
+        lex = cpu_session(self.lexical_path, self.threads)
+        enc = cpu_session(self.encoder_path, self.threads) if self.use_encoder else None
         with self._lock:
             self._lex, self._enc, self._mtimes = lex, enc, mt
         return True

@@ -69,13 +69,13 @@ def test_int8_agrees_with_float(heldout):
     texts = heldout["heldout_en"][0][:500] + heldout["heldout_zh"][0][:500]
     ids, seg, inv = T.hash_ngrams(texts)
     feeds = {"ids": ids, "seg": seg, "inv_len": inv}
-    p32 = T._session(MODEL_DIR / "lexical.fp32.onnx", 1).run(["prob"], feeds)[0]
-    p8 = T._session(MODEL_DIR / "lexical.int8.onnx", 1).run(["prob"], feeds)[0]
+    p32 = T.cpu_session(MODEL_DIR / "lexical.fp32.onnx", 1).run(["prob"], feeds)[0]
+    p8 = T.cpu_session(MODEL_DIR / "lexical.int8.onnx", 1).run(["prob"], feeds)[0]
     assert np.abs(p32 - p8).max() < 0.02
     if (MODEL_DIR / "encoder.int8.onnx").exists():  # only shipped when the build found it faster
         x = T.encode_chars(texts[:200])
-        e32 = T._session(MODEL_DIR / "encoder.fp32.onnx", 1).run(["prob"], {"x": x})[0]
-        e8 = T._session(MODEL_DIR / "encoder.int8.onnx", 1).run(["prob"], {"x": x})[0]
+        e32 = T.cpu_session(MODEL_DIR / "encoder.fp32.onnx", 1).run(["prob"], {"x": x})[0]
+        e8 = T.cpu_session(MODEL_DIR / "encoder.int8.onnx", 1).run(["prob"], {"x": x})[0]
         assert np.abs(e32 - e8).max() < 0.06
 
 
