@@ -1,6 +1,7 @@
 """Throughput and reject shares of the curation operators on the real corpora.
 
     .venv/bin/python bench/curation.py [--threads 2] [--max-docs 1000] [--ops toxicity,density] [--json]
+                                       [--recipe foundry/recipes/default.yaml] [--procs 2] [--no-recipe]
 
 For every operator registered in ``streams.stages.registry`` at run time
 (toxicity, density, and whatever else is there: quality_rules, dedup, ...)
@@ -11,6 +12,11 @@ documents the operator rejects. Operators are built with their default
 parameters plus ``intra_op_num_threads`` where the factory accepts it; an
 operator that cannot be built that way is listed as skipped with the reason.
 Each operator sees fresh copies of the documents, in batches of ``--batch``.
+
+Then the whole recipe (default: ``foundry/recipes/default.yaml``): its operators in
+order and the tokenizer, as the worker applies them but without Kafka, on
+``--procs`` processes at once (each with every n-th document, as partitions split
+them), per corpus: the in-process ceiling that the Kafka pipeline can approach.
 """
 from __future__ import annotations
 
@@ -93,6 +99,44 @@ def run(stage, docs: list[CuratedDocument], batch: int) -> dict:
             "cpu_s_per_MB": cpu / max(n_bytes / 1e6, 1e-9), "reject_share": rejected / max(1, len(docs))}
 
 
+class RecipeChain:
+    """A recipe's curation operators and its tokenizer, applied in order as the worker does."""
+
+    def __init__(self, recipe_path: str | None):
+        from foundry.recipe import load_recipe
+        from streams.partition_state import PartitionState
+        from streams.stages.tokenize import SentencePieceTokenizer
+
+        recipe = load_recipe(recipe_path)
+        self.stages = [build_stage(s) for s in recipe.curation] + [SentencePieceTokenizer(recipe.tokenizer.model)]
+        self._state = PartitionState
+
+    def process_batch(self, docs):
+        return self._state(self.stages).process(docs)
+
+
+def _recipe_share(job) -> dict:
+    """One process's share of the documents through the whole recipe (built before the clock starts)."""
+    recipe_path, docs, batch = job
+    return run(RecipeChain(recipe_path), docs, batch)
+
+
+def run_recipe(recipe_path: str | None, docs: list[CuratedDocument], procs: int, batch: int) -> dict:
+    """The whole recipe on ``procs`` processes at once, each with every ``procs``-th document
+    (as the worker's partitions split them); wall time is the slowest process's."""
+    import multiprocessing as mp
+
+    shares = [(recipe_path, docs[i::procs], batch) for i in range(procs)]
+    with mp.get_context("fork").Pool(procs) as pool:
+        parts = pool.map(_recipe_share, shares)
+    n_docs = sum(r["docs"] for r in parts)
+    mb = sum(r["MB"] for r in parts)
+    wall = max(r["docs"] / r["docs_per_s"] for r in parts if r["docs_per_s"])
+    return {"docs": n_docs, "MB": mb, "docs_per_s": n_docs / wall, "MB_per_s": mb / wall,
+            "cpu_s_per_MB": sum(r["cpu_s_per_MB"] * r["MB"] for r in parts) / max(mb, 1e-9),
+            "reject_share": sum(r["reject_share"] * r["docs"] for r in parts) / max(n_docs, 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2, help="intra_op_num_threads for ONNX operators")
@@ -101,6 +145,9 @@ def main() -> None:
     ap.add_argument("--ops", default="", help="comma-separated operator names (default: all registered)")
     ap.add_argument("--corpora", default="", help="comma-separated corpus names (default: all)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--recipe", default=None, help="recipe for the whole-recipe rows (default: the default recipe)")
+    ap.add_argument("--procs", type=int, default=2, help="processes for the whole-recipe rows (the cores used)")
+    ap.add_argument("--no-recipe", action="store_true", help="only the operators one by one")
     args = ap.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA} not found")
@@ -133,6 +180,16 @@ def main() -> None:
             print(f"  {'all':32s} {tot['docs']:6d} {tot['MB']:7.2f} {tot['docs'] / tot['wall']:9.1f} "
                   f"{tot['MB'] / tot['wall']:7.2f}")
         results[op] = rows
+    if not args.no_recipe:
+        name = args.recipe or "default"
+        print(f"\nwhole recipe ({name}: every operator in order + tokenizer), {args.procs} processes at once")
+        print(f"  {'corpus':32s} {'docs':>6s} {'MB':>7s} {'docs/s':>9s} {'MB/s':>7s} {'cpu-s/MB':>9s} {'rejected':>8s}")
+        rows = {}
+        for c in corpora:
+            r = rows[c] = run_recipe(args.recipe, docs[c], args.procs, args.batch)
+            print(f"  {c:32s} {r['docs']:6d} {r['MB']:7.2f} {r['docs_per_s']:9.1f} {r['MB_per_s']:7.2f} "
+                  f"{r['cpu_s_per_MB']:9.2f} {100 * r['reject_share']:7.1f}%")
+        results[f"recipe:{name}"] = rows
     if args.json:
         print(json.dumps(results, indent=1))
 
