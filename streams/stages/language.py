@@ -22,6 +22,19 @@ folded into ``zh`` here.) Equal accuracy on Chinese and code-switched text,
 better on short English, 5× faster on web pages and a fraction of the start-up
 time and memory, which matters with one detector per worker process: py3langid.
 
+**Cascade** (``fast_min_percent``, default 95): pycld2 (Google's CLD2, C++) runs
+first, at about 20 MB per CPU-second; when it calls its answer reliable and gives
+that language at least ``fast_min_percent`` % of the text, its answer stands,
+otherwise py3langid decides. On 4,800 documents of six shared corpora (800 each:
+web_extracted, web_cc, zh_wiki, zh_en_codeswitch, Davidson tweets, zh_reviews)
+CLD2 decided 75 %; the cascade ran at 7.2 MB per CPU-second against 2.7 for
+py3langid alone (2000-character prefix), agreed with py3langid alone on 99.0 % of
+documents, and against the files' labels scored web_extracted 1.000 (py3langid
+1.000), zh_wiki 1.000 (1.000), code-switched 0.998 (0.998), zh_reviews 0.999
+(1.000), tweets 0.976 (0.943) and web_cc 0.968 (0.991: CLD2 says ``iw`` for
+Hebrew, which is mapped, and ``en``/``gl`` for a few Spanish pages; some web_cc
+labels are Aragonese or ``zxx``). ``fast_min_percent: null`` turns CLD2 off.
+
 Chinese–English code-switched text gets a two-part code as in the shared data:
 ``zh-en`` (Chinese-dominant) or ``en-zh`` (English-dominant). The rule counts
 Han characters (one unit each) against Latin words of two or more letters
@@ -36,7 +49,8 @@ Parameters:
                        is allowed when its first part is (``zh`` allows ``zh-en``),
                        or when listed itself.
 ``min_confidence``     with ``allowed`` set, a document whose best language has
-                       a lower probability is rejected as undetermined (``und``).
+                       a lower confidence is rejected as undetermined (``und``).
+``fast_min_percent``   the cascade's bar for CLD2 (above); ``None``: py3langid only.
 ``max_chars``          characters of the text given to the detector (default 2000:
                        its cost grows with the text. Against the labels of 2,360 web and
                        wiki documents of ../shared/data it was right for 99.70 % with a
@@ -47,7 +61,8 @@ Parameters:
                        always detect; the source's value goes to
                        ``meta["source_lang"]`` when it differs).
 
-The probability of the chosen language goes to ``doc.scores["lang_confidence"]``.
+The confidence goes to ``doc.scores["lang_confidence"]``: py3langid's probability,
+or, where CLD2 decided, the share of the text it gives the language (>= 0.95).
 """
 from __future__ import annotations
 
@@ -82,6 +97,24 @@ def _get_identifier():
         return _identifier
 
 
+# CLD2's codes that differ from the ISO 639-1 codes py3langid (and the shared data) use.
+_CLD2_CODES = {"iw": "he", "jw": "jv", "in": "id", "zh-Hant": "zh", "zh": "zh"}
+
+
+def detect_fast(text: str, min_percent: float) -> tuple[str, float] | None:
+    """CLD2's language when it is reliable and covers ``min_percent`` % of the text, else None."""
+    import pycld2
+
+    try:
+        reliable, _, ranked = pycld2.detect(text[:20000])
+    except (pycld2.error, UnicodeError):  # e.g. lone surrogates: let py3langid decide
+        return None
+    _, code, percent, _ = ranked[0]
+    if not reliable or code == "un" or percent < min_percent:
+        return None
+    return _CLD2_CODES.get(code, code), percent / 100.0
+
+
 def detect(text: str, *, max_chars: int = 2000) -> tuple[str, float]:
     """The detector's best language (Chinese varieties folded into ``zh``) and its probability."""
     sample = text[:max_chars]
@@ -103,8 +136,10 @@ def code_switch(text: str, lang: str, *, min_minor_share: float = 0.05, min_mino
     if lang not in ("zh", "en"):
         return lang
     n_han = len(_HAN.findall(text))
+    if not n_han:
+        return lang  # most pages: no need to count their Latin words
     n_latin = len(_LATIN_WORD.findall(text))
-    if not n_han or not n_latin or min(n_han, n_latin) < min_minor_units:
+    if not n_latin or min(n_han, n_latin) < min_minor_units:
         return lang
     if len(_KANA_HANGUL.findall(text)) > n_han / 4:
         return lang  # Japanese / Korean with Han characters is not Chinese code-switching
@@ -119,7 +154,8 @@ class LanguageStage(Stage):
 
     def __init__(self, allowed: Iterable[str] | None = None, min_confidence: float | None = None,
                  max_chars: int = 2000, min_minor_share: float = 0.05, min_minor_units: int = 1,
-                 latin_word_weight: float = 2.0, keep_source_lang: bool = False):
+                 latin_word_weight: float = 2.0, keep_source_lang: bool = False,
+                 fast_min_percent: float | None = 95):
         self.allowed = None if allowed is None else {a.lower() for a in allowed}
         self.min_confidence = min_confidence
         self.max_chars = max_chars
@@ -127,6 +163,7 @@ class LanguageStage(Stage):
         self.min_minor_units = min_minor_units
         self.latin_word_weight = latin_word_weight
         self.keep_source_lang = keep_source_lang
+        self.fast_min_percent = fast_min_percent
 
     def _allowed(self, code: str) -> bool:
         if self.allowed is None:
@@ -134,7 +171,8 @@ class LanguageStage(Stage):
         return code in self.allowed or code.split("-")[0] in self.allowed
 
     def identify(self, text: str) -> tuple[str, float]:
-        lang, conf = detect(text, max_chars=self.max_chars)
+        fast = None if self.fast_min_percent is None else detect_fast(text, self.fast_min_percent)
+        lang, conf = fast if fast is not None else detect(text, max_chars=self.max_chars)
         return code_switch(text, lang, min_minor_share=self.min_minor_share, min_minor_units=self.min_minor_units,
                            latin_word_weight=self.latin_word_weight), conf
 

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from schemas import CuratedDocument, Reason, Rejection
-from streams.stages.language import LanguageStage, code_switch, detect
+from streams.stages.language import LanguageStage, code_switch, detect, detect_fast
 from streams.stages.registry import build_stage, operator_names
 from tests.conftest import shared_data
 
@@ -42,6 +42,28 @@ def test_detect_main_languages():
     assert detect(DE)[0] == "de"
     assert detect(JA)[0] == "ja"
     assert detect("   ") == ("und", 0.0)
+
+
+HE = ("מועצת העיר הצביעה ביום שלישי על הרחבת רשת האוטובוסים לפרברים הצפוניים, לאחר שמחקר מצא "
+      "שרוב התושבים שם נוסעים לעבודה ברכב כי אין קו שמגיע אליהם.")
+
+
+def test_cascade_fast_detector_decides_clear_cases_only():
+    # CLD2 answers for clear, long enough text (with its codes mapped to ISO 639-1) ...
+    assert detect_fast(EN * 3, 95)[0] == "en"
+    assert detect_fast(ZH_HANT * 2, 95)[0] == "zh"
+    assert detect_fast(HE * 2, 95)[0] == "he"  # CLD2 says "iw"
+    lang, conf = detect_fast(DE * 2, 95)
+    assert lang == "de" and conf >= 0.95
+    # ... and leaves short or mixed text to py3langid
+    assert detect_fast("ok", 95) is None
+    assert detect_fast(ZH_EN, 95) is None or detect_fast(ZH_EN, 95)[0] == "zh"
+    assert detect_fast("\ud800 broken text " * 20, 95) is None  # a lone surrogate: no exception, py3langid's turn
+    st, slow = LanguageStage(), LanguageStage(fast_min_percent=None)
+    for text in (EN * 3, ZH * 2, DE * 2, ZH_EN, EN_ZH, JA):
+        assert st.identify(text)[0] == slow.identify(text)[0], text
+    assert st.identify(EN * 3)[1] == detect_fast(EN * 3, 95)[1]  # the confidence says who decided
+    assert slow.identify(EN * 3)[1] == detect(EN * 3)[1]
 
 
 def test_code_switch_rule():

@@ -247,3 +247,18 @@ def test_real_chinese_paragraphs_kept():
     for o in out:
         if isinstance(o, Rejection):
             assert not any(r in o.detail for r in ("stop_words", "mean_word_length", "alpha_word_ratio")), o.detail
+
+
+def test_boilerplate_keyword_prefilter_changes_no_verdict():
+    # The keyword test in front of the strong-phrase regex only skips work: with it
+    # switched off (any extra pattern does that), every line of real pages gets the same verdict.
+    fast = Q.BoilerplateLines()
+    full = Q.BoilerplateLines(extra_patterns=["(?!x)x"])  # matches nothing, disables the prefilter
+    assert fast._keywords is not None and full._keywords is None
+    n_removed = 0
+    for name in ("web_cc_text", "web_extracted_text"):
+        for r in _records(name, 400):
+            cleaned, removed = fast.clean(r["text"])
+            assert (cleaned, removed) == full.clean(r["text"])
+            n_removed += removed
+    assert n_removed > 100  # the pages do hold boilerplate lines, so the comparison means something
