@@ -166,7 +166,8 @@ class Analysis:
     def __init__(self, text: str):
         self.text = text
         self.tokens = tokens(text)
-        self.words = [t for t in self.tokens if _HAS_ALNUM.search(t)]
+        # str.isalnum() / isalpha() first: exact shortcuts for the usual all-letter token.
+        self.words = [t for t in self.tokens if t.isalnum() or _HAS_ALNUM.search(t)]
         # Words hold no whitespace, so one join, lower() and split do them all in C.
         self.lower_words = " ".join(self.words).lower().split(" ") if self.words else []
         self.lines = [ln.strip(_INVISIBLE) for ln in text.split("\n")]
@@ -231,10 +232,10 @@ def _rule_alpha_words(doc, a: Analysis, p) -> list[Check]:
     if a.cjk_share >= 0.3:
         toks = a.words
     else:
-        toks = [t for t in a.tokens if not _CJK_PUNCT_ONLY.match(t)]
+        toks = [t for t in a.tokens if t.isascii() or not _CJK_PUNCT_ONLY.match(t)]
     if not toks:
         return [Check("alpha_word_ratio", 0.0, low=p["min_alpha_word_ratio"])]
-    n_alpha = sum(1 for t in toks if _ALPHA.search(t))
+    n_alpha = sum(1 for t in toks if t.isalpha() or _ALPHA.search(t))
     return [Check("alpha_word_ratio", n_alpha / len(toks), low=p["min_alpha_word_ratio"])]
 
 

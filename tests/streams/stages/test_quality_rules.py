@@ -262,3 +262,18 @@ def test_boilerplate_keyword_prefilter_changes_no_verdict():
             assert (cleaned, removed) == full.clean(r["text"])
             n_removed += removed
     assert n_removed > 100  # the pages do hold boilerplate lines, so the comparison means something
+
+
+def test_word_shortcuts_match_the_regex_definition():
+    # Analysis.words and alpha_words take str.isalnum()/isalpha() shortcuts before the regex:
+    # the result must be exactly the regex definition, on odd tokens and on real pages.
+    odd = "abc ab_ _ __ １２ x² ½ ٣ éclair naïve 研究 ... (c) a.b 3.14 -- e-mail 'quoted' \u00b7 \u3001"
+    texts = [odd] + [r["text"] for r in _records("web_cc_text", 100)]
+    for text in texts:
+        a = Q.Analysis(text)
+        assert a.words == [t for t in a.tokens if Q._HAS_ALNUM.search(t)]
+        toks = [t for t in a.tokens if not Q._CJK_PUNCT_ONLY.match(t)]
+        want = sum(1 for t in toks if Q._ALPHA.search(t)) / len(toks) if toks else 0.0
+        if a.cjk_share < 0.3:
+            (check,) = Q._rule_alpha_words(None, a, Q.RULE_PARAMS["alpha_words"])
+            assert check.value == pytest.approx(want)
