@@ -209,13 +209,16 @@ def _rule_symbol_ratio(doc, a: Analysis, p) -> list[Check]:
 
 
 _DIGIT = re.compile(r"\d")
-_SPACE = re.compile(r"\s")
+_NON_ASCII_DIGIT = re.compile(r"(?![0-9])\d")
 _ALPHA = re.compile(r"[^\W\d_]")
 
 
 def _rule_digit_ratio(doc, a: Analysis, p) -> list[Check]:
-    n_chars = len(a.text) - _SPACE.subn("", a.text)[1]
-    n_digit = _DIGIT.subn("", a.text)[1]
+    n_chars = sum(map(len, a.tokens))  # the tokens hold every non-space character
+    # ASCII digits by str.count (C); only a non-ASCII text can hold other Unicode digits.
+    n_digit = sum(map(a.text.count, "0123456789"))
+    if not a.text.isascii():
+        n_digit += len(_NON_ASCII_DIGIT.findall(a.text))
     return [Check("digit_ratio", n_digit / max(n_chars, 1), high=p["max_digit_ratio"])]
 
 
@@ -503,8 +506,10 @@ class BoilerplateLines(Stage):
         """Length in words, counting two CJK characters as one word (long lines: inf)."""
         if len(line) > _LONG_LINE:
             return float("inf")
+        if line.isascii():  # no CJK, and str.split() cuts exactly where _NON_CJK_TOKEN does
+            return float(sum(1 for t in line.split() if t.isalnum() or _HAS_ALNUM.search(t)))
         n_cjk = len(_CJK_CHAR.findall(line))
-        n_other = sum(1 for t in _NON_CJK_TOKEN.findall(line) if _HAS_ALNUM.search(t))
+        n_other = sum(1 for t in _NON_CJK_TOKEN.findall(line) if t.isalnum() or _HAS_ALNUM.search(t))
         return n_other + n_cjk / 2
 
     def _short(self, line: str, size: float) -> bool:

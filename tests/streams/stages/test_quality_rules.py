@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 
 import pytest
 
@@ -277,3 +278,16 @@ def test_word_shortcuts_match_the_regex_definition():
         if a.cjk_share < 0.3:
             (check,) = Q._rule_alpha_words(None, a, Q.RULE_PARAMS["alpha_words"])
             assert check.value == pytest.approx(want)
+
+
+def test_line_size_and_digit_shortcuts_match_the_regex_definitions():
+    bl = Q.BoilerplateLines()
+    lines = ["Home | News | Sport", "a_b c-- ...", "x\x1cy z", "Tel. 555-1234 (c) 2024", "研究 Home 登录", "١٢٣ 12 ab"]
+    for line in lines:
+        want = sum(1 for t in Q._NON_CJK_TOKEN.findall(line) if Q._HAS_ALNUM.search(t)) + len(
+            Q._CJK_CHAR.findall(line)) / 2
+        assert bl._size(line) == want, line
+    for text in lines + [r["text"] for r in _records("web_cc_text", 50)]:
+        (check,) = Q._rule_digit_ratio(None, Q.Analysis(text), Q.RULE_PARAMS["digit_ratio"])
+        n_chars = len(text) - len(re.findall(r"\s", text))
+        assert check.value == pytest.approx(len(Q._DIGIT.findall(text)) / max(n_chars, 1))
