@@ -104,6 +104,7 @@ def end_to_end(args, docs_path: Path, tmp: Path) -> dict:
           f"   ({s.docs_in} docs, {s.seconds}s, {s.shards} shards)")
     print(f"  {'  after start-up':<28} {s.steady_docs_per_s:>10.0f} docs/s {s.mb_in / max(s.seconds - s.startup_s, 1e-3):>8.2f}"
           f" MB/s   (start-up: {s.startup_s}s until the first document was out)")
+    print("  rejected:", s.rejections_by_reason, f"written: {s.docs_written} documents, {s.tokens_written} tokens")
     print("  peak RSS MB:", s.peak_rss_mb)
     cpu = dict(s.cpu_s, **({"broker": round(broker_cpu, 1)} if broker_cpu is not None else {}))
     # Where the machine's CPU went (the broker's includes the publishing before the services started).
