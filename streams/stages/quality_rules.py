@@ -284,8 +284,9 @@ class NGrams:
 
     def __init__(self, units: Sequence[str]):
         n = len(units)
-        # Python's string hash as the unit id: only equality inside one document matters,
-        # so its per-process salt changes nothing (a 64-bit collision aside), and map() runs in C.
+        # Python's string hash as the unit id: only equality inside one document matters
+        # (ties are broken by length, not by hash order), so its per-process salt changes
+        # nothing (a 64-bit collision aside), and map() runs in C.
         self.ids = np.fromiter(map(hash, units), dtype=np.int64, count=n).view(np.uint64)
         lens = np.fromiter(map(len, units), dtype=np.int64, count=n)
         self.lens = lens
@@ -305,16 +306,17 @@ class NGrams:
         return self._h[n]
 
     def top_char_frac(self, n: int) -> float:
-        """Characters in the most frequent n-gram times its count, over all characters."""
+        """Characters in the most frequent n-gram times its count, over all characters
+        (several equally frequent: the longest, so the value never depends on hash order)."""
         if len(self.ids) < n or not self.total or n >= self._no_repeat_from:
             return 0.0
         _, first, counts = np.unique(self._hashes(n), return_index=True, return_counts=True)
-        j = int(np.argmax(counts))
-        if counts[j] < 2:
+        top = int(counts.max())
+        if top < 2:
             self._no_repeat_from = min(self._no_repeat_from, n)
             return 0.0
-        i = int(first[j])
-        return float(self.cum[i + n] - self.cum[i]) * int(counts[j]) / self.total
+        starts = first[counts == top]
+        return float((self.cum[starts + n] - self.cum[starts]).max()) * top / self.total
 
     def dup_char_frac(self, n: int) -> float:
         """Fraction of characters covered by n-grams that occur more than once."""

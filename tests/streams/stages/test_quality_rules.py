@@ -291,3 +291,21 @@ def test_line_size_and_digit_shortcuts_match_the_regex_definitions():
         (check,) = Q._rule_digit_ratio(None, Q.Analysis(text), Q.RULE_PARAMS["digit_ratio"])
         n_chars = len(text) - len(re.findall(r"\s", text))
         assert check.value == pytest.approx(len(Q._DIGIT.findall(text)) / max(n_chars, 1))
+
+
+def test_repetition_values_do_not_depend_on_the_hash_salt():
+    # Unit ids are Python string hashes, salted per process: ties between equally frequent
+    # n-grams must not be broken by hash order, or a replay in another process would differ.
+    import subprocess
+    import sys
+
+    text = "the cat sat " * 4 + "a big dog ran far away " * 4 + " ".join(f"w{i}" for i in range(60))
+    code = ("import json, sys; from streams.stages import quality_rules as Q; "
+            "a = Q.Analysis(sys.argv[1]); "
+            "print(json.dumps([c.value for c in Q._rule_repetition(None, a, Q.RULE_PARAMS['repetition'])]))")
+    outs = {subprocess.run([sys.executable, "-c", code, text], capture_output=True, text=True, check=True,
+                           env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)}).stdout
+            for seed in (1, 2, 3, 4, 5)}
+    assert len(outs) == 1, outs
+    values = json.loads(outs.pop())
+    assert max(values) > 0  # the text does repeat, so the statistics are not trivially zero
