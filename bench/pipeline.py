@@ -100,7 +100,7 @@ def end_to_end(args, docs_path: Path, tmp: Path) -> dict:
     finally:
         if cluster is not None:
             cluster.down()
-    print(f"  {'end to end (3 agents + sinks)':<28} {s.docs_per_s:>10.0f} docs/s {s.mb_per_s:>8.2f} MB/s"
+    print(f"  {'end to end (2 agents + sinks)':<28} {s.docs_per_s:>10.0f} docs/s {s.mb_per_s:>8.2f} MB/s"
           f"   ({s.docs_in} docs, {s.seconds}s, {s.shards} shards)")
     print(f"  {'  after start-up':<28} {s.steady_docs_per_s:>10.0f} docs/s {s.mb_in / max(s.seconds - s.startup_s, 1e-3):>8.2f}"
           f" MB/s   (start-up: {s.startup_s}s until the first document was out)")

@@ -116,7 +116,7 @@ def _texts(values):
 
 def _upstream_drained(bootstrap: str, topics: Topics, group: str) -> dict[int, int] | None:
     """The tokenized topic's end offsets once the agents have consumed everything, else None."""
-    for topic in (topics.keyed, topics.unique):
+    for topic in (topics.keyed,):
         marks = watermarks(bootstrap, topic)
         done = committed(bootstrap, group, topic, list(marks))
         if any(done.get(p, 0) < high for p, (_, high) in marks.items()):

@@ -60,7 +60,9 @@ class Topics:
         return self._ns("keyed")
 
     @property
-    def unique(self) -> str:  # after exact dedup and curation
+    def legacy_unique(self) -> str:
+        """Between dedup and curation in builds before the two agents merged; no longer created.
+        A worker refuses to start while this topic still holds documents its group has not read."""
         return self._ns("unique")
 
     @property
@@ -97,7 +99,6 @@ class Topics:
             # rebuilt from a snapshot plus this log, so keep it longer than the
             # snapshot interval (forever by default, like raw).
             TopicSpec(self.keyed, self.partitions, {"retention.ms": "-1", **big}),
-            TopicSpec(self.unique, self.partitions, {"retention.ms": week, **big}),
             TopicSpec(self.tokenized, self.partitions, {"retention.ms": week, **big}),
             TopicSpec(self.rejections, self.partitions, {"retention.ms": "-1"}),
             TopicSpec(self.shards, 1, {"retention.ms": "-1"}),

@@ -1,7 +1,7 @@
 """Budget pruning: apply the current token budgets, drop what is over budget or predicted low value.
 
-Operator ``budget_prune``; put it **last** in the recipe's ``curation`` list, so it runs in the
-``curate`` agent right before the tokenizer. Why there: every quality filter has already
+Operator ``budget_prune``; put it **last** in the recipe's ``curation`` list, so it runs
+right before the tokenizer. Why there: every quality filter has already
 spoken (budget is never spent on a document another stage would reject), and a pruned
 document costs neither tokenization nor shard space nor, above all, training compute. After
 the tokenizer it would know exact token counts but would have paid the tokenizer for
