@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 from schemas import CuratedDocument, Reason, Rejection
 
@@ -63,4 +64,27 @@ class ScoringStage(Stage):
             else:
                 doc.scores[self.name] = s
                 out.append(doc)
+        return out
+
+
+class ModelScoringStage(ScoringStage):
+    """A ScoringStage around a model scorer (``score_texts``, ``reload_if_changed``,
+    ``default_threshold``): scores in chunks of ``batch_size`` and, with ``auto_reload``,
+    first picks up a newer model file (the trainer's exports, for instance)."""
+
+    def __init__(self, scorer: Any, threshold: float | None, batch_size: int, auto_reload: bool):
+        self.scorer = scorer
+        super().__init__(scorer.default_threshold if threshold is None else float(threshold))
+        self.batch_size = int(batch_size)
+        self.auto_reload = auto_reload
+
+    def reload_if_changed(self) -> bool:
+        return self.scorer.reload_if_changed()
+
+    def score_batch(self, texts: Sequence[str], docs: Sequence[CuratedDocument]) -> list[float]:
+        if self.auto_reload:
+            self.scorer.reload_if_changed()
+        out: list[float] = []
+        for i in range(0, len(texts), self.batch_size):
+            out.extend(self.scorer.score_texts(texts[i : i + self.batch_size]))
         return out

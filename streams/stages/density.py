@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from schemas import CuratedDocument, Reason
-from streams.stages.base import ScoringStage
+from schemas import Reason
+from streams.stages.base import ModelScoringStage
 from streams.stages.onnx_session import cpu_session
 from streams.stages.registry import register
 
@@ -294,7 +294,7 @@ class DensityScorer:
         return out
 
 
-class DensityStage(ScoringStage):
+class DensityStage(ModelScoringStage):
     name = "density"
     reason = Reason.LOW_DENSITY
     reject_above = False
@@ -303,23 +303,10 @@ class DensityStage(ScoringStage):
                  params_path: str | None = None, boiler_path: str | None = None, intra_op_num_threads: int = 1,
                  batch_size: int = 64, max_lines: int | None = None, max_line_bytes: int | None = None,
                  auto_reload: bool = True):
-        self.scorer = DensityScorer(model_path, params_path, boiler_path=boiler_path,
-                                    intra_op_num_threads=intra_op_num_threads,
-                                    max_lines=max_lines, max_line_bytes=max_line_bytes)
-        super().__init__(self.scorer.default_threshold if threshold is None else float(threshold))
-        self.batch_size = int(batch_size)
-        self.auto_reload = auto_reload
-
-    def reload_if_changed(self) -> bool:
-        return self.scorer.reload_if_changed()
-
-    def score_batch(self, texts: Sequence[str], docs: Sequence[CuratedDocument]) -> list[float]:
-        if self.auto_reload:
-            self.scorer.reload_if_changed()
-        out: list[float] = []
-        for i in range(0, len(texts), self.batch_size):
-            out.extend(self.scorer.score_texts(texts[i : i + self.batch_size]))
-        return out
+        super().__init__(DensityScorer(model_path, params_path, boiler_path=boiler_path,
+                                       intra_op_num_threads=intra_op_num_threads,
+                                       max_lines=max_lines, max_line_bytes=max_line_bytes),
+                         threshold, batch_size, auto_reload)
 
 
 @register("density")

@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from schemas import CuratedDocument, Reason
-from streams.stages.base import ScoringStage
+from schemas import Reason
+from streams.stages.base import ModelScoringStage
 from streams.stages.onnx_session import cpu_session
 from streams.stages.registry import register
 
@@ -236,7 +236,7 @@ class ToxicityScorer:
         return [round(float(v), 6) for v in out]
 
 
-class ToxicityStage(ScoringStage):
+class ToxicityStage(ModelScoringStage):
     name = "toxicity"
     reason = Reason.TOXIC
     reject_above = True
@@ -244,23 +244,10 @@ class ToxicityStage(ScoringStage):
     def __init__(self, threshold: float | None = None, *, model_dir: str | None = None,
                  intra_op_num_threads: int = 1, batch_size: int = 256, band: Sequence[float] | None = None,
                  max_windows: int | None = None, use_encoder: bool = True, auto_reload: bool = False):
-        self.scorer = ToxicityScorer(model_dir, intra_op_num_threads=intra_op_num_threads,
-                                     band=tuple(band) if band is not None else None,
-                                     max_windows=max_windows, use_encoder=use_encoder)
-        super().__init__(self.scorer.default_threshold if threshold is None else float(threshold))
-        self.batch_size = int(batch_size)
-        self.auto_reload = auto_reload
-
-    def reload_if_changed(self) -> bool:
-        return self.scorer.reload_if_changed()
-
-    def score_batch(self, texts: Sequence[str], docs: Sequence[CuratedDocument]) -> list[float]:
-        if self.auto_reload:
-            self.scorer.reload_if_changed()
-        out: list[float] = []
-        for i in range(0, len(texts), self.batch_size):
-            out.extend(self.scorer.score_texts(texts[i : i + self.batch_size]))
-        return out
+        super().__init__(ToxicityScorer(model_dir, intra_op_num_threads=intra_op_num_threads,
+                                        band=tuple(band) if band is not None else None,
+                                        max_windows=max_windows, use_encoder=use_encoder),
+                         threshold, batch_size, auto_reload)
 
 
 @register("toxicity")
