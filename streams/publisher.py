@@ -31,9 +31,11 @@ class PublishStats:
     bytes: int = 0
 
 
-def check_broker(bootstrap: str, timeout: float = 10.0) -> None:
-    """Raise BrokerUnavailable with a clear message if no broker answers."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000)})
+def check_broker(bootstrap: str, timeout: float = 10.0, *, quiet: bool = False) -> None:
+    """Raise BrokerUnavailable with a clear message if no broker answers (``quiet``: without
+    librdkafka's connection-refused lines on stderr, for callers that retry)."""
+    conf = {"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000)}
+    admin = AdminClient({**conf, "log_level": 0} if quiet else conf)
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException as exc:

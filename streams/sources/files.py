@@ -49,7 +49,20 @@ def expand_paths(paths: list[str | Path], suffixes: tuple[str, ...] = SUFFIXES, 
     return out
 
 
-class FileSource:
+class LocalFileInputs:
+    """The resumable-source inputs of a source reading local files (``self.paths``):
+    one input per file, named by its absolute path, sized by the file."""
+
+    paths: list[Path]
+
+    def inputs(self) -> list[str]:
+        return [os.fspath(p.resolve()) for p in self.paths]
+
+    def size(self, key: str) -> int | None:
+        return os.path.getsize(key)
+
+
+class FileSource(LocalFileInputs):
     """Yields RawDocuments from corpus files; ids default to ``{file name}:{line}``."""
 
     def __init__(self, paths: list[str | Path], *, source: str | None = None, licence: str | None = None,
@@ -69,13 +82,7 @@ class FileSource:
                 if item.doc is not None:
                     yield item.doc
 
-    # -- ResumableSource
-    def inputs(self) -> list[str]:
-        return [os.fspath(p.resolve()) for p in self.paths]
-
-    def size(self, key: str) -> int | None:
-        return os.path.getsize(key)
-
+    # -- ResumableSource (inputs and size: LocalFileInputs)
     def read(self, key: str, position: Any = None) -> Iterator[Item]:
         path = Path(key)
         if path.name.endswith(".parquet"):

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaException
 
 from schemas import RawDocument
-from streams.publisher import BrokerUnavailable, PublishError
+from streams.publisher import BrokerUnavailable, PublishError, check_broker
 
 from .progress import INPUT_HEADER, Checkpoint, CheckpointStore
 
@@ -80,27 +80,13 @@ class Summary:
                 "bytes_out": self.bytes_out, "retries": self.retries, "seconds": round(self.seconds, 3)}
 
 
-def probe_broker(bootstrap: str, timeout: float = 5.0) -> None:
-    """Like ``streams.publisher.check_broker`` (same error), without librdkafka's
-    connection-refused log lines on stderr."""
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000), "log_level": 0})
-    try:
-        admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise BrokerUnavailable(
-            f"no Kafka broker answers at {bootstrap} ({exc.args[0]}); start one with `foundry kafka up`"
-        ) from None
-
-
 def wait_for_broker(bootstrap: str, wait_s: float, log: Callable[[str], None] | None = None) -> None:
-    """probe_broker, retried with backoff for up to ``wait_s`` seconds (0: one try)."""
+    """``check_broker`` (quiet), retried with backoff for up to ``wait_s`` seconds (0: one try)."""
     deadline = time.monotonic() + wait_s
     delay = 1.0
     while True:
         try:
-            probe_broker(bootstrap, timeout=5.0)
+            check_broker(bootstrap, timeout=5.0, quiet=True)
             return
         except BrokerUnavailable as exc:
             if time.monotonic() + delay > deadline:

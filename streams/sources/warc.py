@@ -21,7 +21,6 @@ by the foundry crawler carries ``WARC-Foundry-Doc-Id`` and keeps its crawl id.
 from __future__ import annotations
 
 import gzip
-import os
 import re
 import zlib
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from typing import Any
 from schemas import RawDocument, Reason
 
 from .extract import HTML_TYPES, TEXT_TYPES, media_type, page_from_bytes
+from .files import LocalFileInputs, expand_paths
 from .runner import Item
 from .warcfile import Corrupt, WarcRecord, iter_records
 
@@ -106,7 +106,7 @@ def _epoch(warc_date: str | None) -> float | None:
             return None
 
 
-class WarcSource:
+class WarcSource(LocalFileInputs):
     """A ResumableSource over WARC/WET files (see the module docstring)."""
 
     def __init__(self, paths: list[str | Path], *, source: str = "warc", licence: str | None = None,
@@ -117,12 +117,6 @@ class WarcSource:
         self.licence = licence
         self.extractor = extractor
         self.max_record_bytes = max_record_bytes
-
-    def inputs(self) -> list[str]:
-        return [os.fspath(p.resolve()) for p in self.paths]
-
-    def size(self, key: str) -> int | None:
-        return os.path.getsize(key)
 
     def read(self, key: str, position: Any = None) -> Iterator[Item]:
         path = Path(key)
@@ -205,6 +199,4 @@ class WarcSource:
 
 
 def expand_warc_paths(paths: list[str | Path]) -> list[Path]:
-    from streams.sources.files import expand_paths
-
     return expand_paths(paths, WARC_SUFFIXES, kind="WARC")
