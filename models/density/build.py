@@ -38,6 +38,7 @@ Steps (all seeded; the same data gives the same files):
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import hashlib
 import json
@@ -404,23 +405,8 @@ def eval_paragraphs(min_chars: int = 30, pages: int | None = None, seed: int = S
 
 
 def roc_auc(y, s) -> float:
-    y = np.asarray(y, dtype=np.int64)
-    s = np.asarray(s, dtype=np.float64)
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s))
-    ss = s[order]
-    i = 0
-    while i < len(ss):  # average ranks over ties
-        j = i
-        while j + 1 < len(ss) and ss[j + 1] == ss[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j + 2) / 2.0
-        i = j + 1
-    n1 = int(y.sum())
-    n0 = len(y) - n1
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    """ROC-AUC with tied scores ranked as equal (the toxicity build's implementation)."""
+    return _load_toxicity_build().roc_auc(y, s)
 
 
 def per_page_auc(pages, y, s) -> float:
@@ -601,6 +587,7 @@ def _lexical_logits(W: np.ndarray, bias: float, wins: list[str]) -> np.ndarray:
     return sums * inv + bias
 
 
+@functools.cache
 def _load_toxicity_build():
     """The toxicity build script (its lexical trainer / exporter are reused here)."""
     import importlib.util

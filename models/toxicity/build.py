@@ -153,6 +153,8 @@ def roc_auc(y, s) -> float:
         i = j + 1
     n1 = int(y.sum())
     n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:  # one class only (e.g. a page without boilerplate): undefined
+        return float("nan")
     return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
