@@ -116,11 +116,10 @@ def _texts(values):
 
 def _upstream_drained(bootstrap: str, topics: Topics, group: str) -> dict[int, int] | None:
     """The tokenized topic's end offsets once the agents have consumed everything, else None."""
-    for topic in (topics.keyed,):
-        marks = watermarks(bootstrap, topic)
-        done = committed(bootstrap, group, topic, list(marks))
-        if any(done.get(p, 0) < high for p, (_, high) in marks.items()):
-            return None
+    marks = watermarks(bootstrap, topics.keyed)
+    done = committed(bootstrap, group, topics.keyed, list(marks))
+    if any(done.get(p, 0) < high for p, (_, high) in marks.items()):
+        return None
     return {p: high for p, (_, high) in watermarks(bootstrap, topics.tokenized).items()}
 
 
@@ -175,7 +174,7 @@ def run_replay(plan: ReplayPlan, *, workers: int = 1, timeout: float = 3600.0, e
 
         feeding = threading.Thread(target=feed, name="replay-feeder", daemon=True)
         feeding.start()
-        group = f"foundry-{plan.namespace}-{recipe.version}"
+        group = topics.worker_group(recipe.version)
         deadline = time.monotonic() + timeout
         bar = tqdm(total=total, desc="replay", unit="doc", disable=not show_progress)
         stop = None

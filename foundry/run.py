@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
@@ -46,10 +46,8 @@ class RunSummary:
     recipe_version: str
     rejections_by_reason: dict[str, int]
     peak_rss_mb: dict[str, float]
-    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds per service, last sample before stop
-    # CPU seconds per MB of input after start-up: (CPU at the end - CPU at the first output) over
-    # the share of the input still to do then; start-up (imports, models, group joins) left out.
-    steady_cpu_s_per_mb: dict[str, float] = field(default_factory=dict)
+    cpu_s: dict[str, float]  # CPU seconds per service, last sample before stop
+    steady_cpu_s_per_mb: dict[str, float]  # after start-up (imports, models, group joins): steady_cpu_per_mb
 
 
 def output_dir(out_root: str | Path, namespace: str, recipe: Recipe) -> Path:
@@ -83,7 +81,7 @@ def count_rows(folder: Path) -> tuple[int, dict[str, int], int]:
 
 
 class ServiceSet:
-    """The worker, shard writer and ledger as child processes, with peak memory tracking."""
+    """The worker, shard writer and ledger as child processes, with peak memory and CPU time tracking."""
 
     def __init__(self, bootstrap: str, recipe_path: Path, namespace: str, out_root: Path, log_dir: Path,
                  raw_topic: str = "foundry.raw", extra: dict[str, list[str]] | None = None):
@@ -119,7 +117,7 @@ class ServiceSet:
         self.start("shard-writer")
         self.start("ledger")
 
-    def sample_memory(self) -> None:
+    def sample_usage(self) -> None:
         """Peak RSS and CPU seconds so far of each service (called about once a second)."""
         for name, p in self.procs.items():
             try:
@@ -169,11 +167,10 @@ class ServiceSet:
                 p.wait()
 
 
-def expected_docs(bootstrap: str, topics: Topics, recipe: Recipe, namespace: str) -> int:
+def expected_docs(bootstrap: str, topics: Topics, recipe: Recipe) -> int:
     """Raw messages this recipe's ingest agent has not yet consumed."""
     marks = watermarks(bootstrap, topics.raw)
-    group = f"foundry-{namespace}-{recipe.version}"
-    done = committed(bootstrap, group, topics.raw, list(marks))
+    done = committed(bootstrap, topics.worker_group(recipe.version), topics.raw, list(marks))
     return sum(high - max(done.get(p, 0), low) for p, (low, high) in marks.items())
 
 
@@ -184,7 +181,7 @@ def wait_drained(services: ServiceSet, out_dir: Path, base_rows: int, expected: 
     deadline = time.monotonic() + timeout
     while True:
         services.check_alive()
-        services.sample_memory()
+        services.sample_usage()
         shard_rows = count_rows(out_dir / "manifest")[0]
         ledger_rows = count_rows(out_dir / "ledger")[0]
         done = shard_rows + ledger_rows - base_rows
@@ -200,8 +197,20 @@ def wait_drained(services: ServiceSet, out_dir: Path, base_rows: int, expected: 
         time.sleep(1.0)
 
 
+def steady_cpu_per_mb(services: ServiceSet, docs_in: int, mb_in: float) -> dict[str, float]:
+    """CPU seconds per MB after start-up: the CPU used since the first output over the
+    share of the input still to do then (empty when no output was seen)."""
+    if not services.at_first_output or not docs_in:
+        return {}
+    cpu0, done0 = services.at_first_output
+    mb_left = mb_in * (1 - done0 / docs_in)
+    if mb_left <= 0:
+        return {}
+    return {k: round((v - cpu0.get(k, 0.0)) / mb_left, 2) for k, v in services.cpu.items()}
+
+
 def summarize(out_dir: Path, recipe: Recipe, base: dict, docs_in: int, bytes_in: int, seconds: float,
-              peak: dict[str, float], startup: float = 0.0) -> RunSummary:
+              services: ServiceSet, startup: float = 0.0) -> RunSummary:
     m_rows, _, tokens = count_rows(out_dir / "manifest")
     l_rows, reasons, _ = count_rows(out_dir / "ledger")
     for r, n in base["reasons"].items():
@@ -216,7 +225,9 @@ def summarize(out_dir: Path, recipe: Recipe, base: dict, docs_in: int, bytes_in:
         mb_per_s=round(bytes_in / 1e6 / seconds, 3), startup_s=round(startup, 1),
         steady_docs_per_s=round(docs_in / max(seconds - startup, 1e-3), 1), out_dir=str(out_dir),
         recipe_version=recipe.version,
-        rejections_by_reason=reasons, peak_rss_mb={k: round(v, 1) for k, v in peak.items()},
+        rejections_by_reason=reasons, peak_rss_mb={k: round(v, 1) for k, v in services.peak.items()},
+        cpu_s={k: round(v, 1) for k, v in services.cpu.items()},
+        steady_cpu_s_per_mb=steady_cpu_per_mb(services, docs_in, bytes_in / 1e6),
     )
 
 
@@ -258,7 +269,7 @@ def run_pipeline(bootstrap: str, recipe: Recipe, *, corpus: list[str] | None = N
     out.mkdir(parents=True, exist_ok=True)
     recipe_path = out / "recipe.yaml"
     recipe.save(recipe_path)
-    expected = expected_docs(bootstrap, topics, recipe, namespace)
+    expected = expected_docs(bootstrap, topics, recipe)
     echo(f"recipe {recipe.version} (tokenizer {recipe.tokenizer.version}); {expected} documents to process")
     base = snapshot_counts(out)
     services = ServiceSet(bootstrap, recipe_path, namespace, out_root, out_root / "logs", raw_topic)
@@ -278,12 +289,4 @@ def run_pipeline(bootstrap: str, recipe: Recipe, *, corpus: list[str] | None = N
     finally:
         services.stop()
     startup = (first[0] - t0) if first else 0.0
-    summary = summarize(out, recipe, base, expected, bytes_in, seconds, services.peak, startup)
-    summary.cpu_s = {k: round(v, 1) for k, v in services.cpu.items()}
-    if services.at_first_output and expected:
-        cpu0, done0 = services.at_first_output
-        mb_left = summary.mb_in * (1 - done0 / expected)
-        if mb_left > 0:
-            summary.steady_cpu_s_per_mb = {k: round((v - cpu0.get(k, 0.0)) / mb_left, 2)
-                                           for k, v in services.cpu.items()}
-    return summary
+    return summarize(out, recipe, base, expected, bytes_in, seconds, services, startup)

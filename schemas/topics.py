@@ -59,6 +59,11 @@ class Topics:
     def keyed(self) -> str:  # validated documents re-keyed by content hash
         return self._ns("keyed")
 
+    def worker_group(self, recipe_version: str) -> str:
+        """The stream worker's Faust app id, which is also its consumer group: one per
+        namespace and recipe version, so a new recipe reads every topic from the start."""
+        return f"foundry-{self.namespace}-{recipe_version}"
+
     @property
     def legacy_unique(self) -> str:
         """Between dedup and curation in builds before the two agents merged; no longer created.

@@ -50,7 +50,7 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
     topics = Topics(namespace=namespace, partitions=recipe.partitions, raw_name=raw_topic)
     version = recipe.version
     app = faust.App(
-        f"foundry-{namespace}-{version}",
+        topics.worker_group(version),
         broker=f"kafka://{bootstrap}",
         store="memory://",
         datadir=datadir,

@@ -29,7 +29,7 @@ def run_worker(recipe_path: str, bootstrap: str, namespace: str = "live", datadi
                loglevel: str = "WARNING", raw_topic: str = "foundry.raw", ingest: bool = True) -> None:
     recipe = load_recipe(recipe_path)
     topics = Topics(namespace=namespace, partitions=recipe.partitions, raw_name=raw_topic)
-    left = legacy_backlog(bootstrap, topics, f"foundry-{namespace}-{recipe.version}")
+    left = legacy_backlog(bootstrap, topics, topics.worker_group(recipe.version))
     if left:
         raise SystemExit(f"{topics.legacy_unique} still holds {left} documents this recipe's worker has not "
                          f"curated (written by a build with a separate curate agent): finish them with that "

@@ -71,6 +71,8 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import pycld2
+
 from schemas import CuratedDocument, Reason
 from streams.stages.base import Outcome, Stage
 from streams.stages.registry import register
@@ -103,8 +105,6 @@ _CLD2_CODES = {"iw": "he", "jw": "jv", "in": "id", "zh-Hant": "zh", "zh": "zh"}
 
 def detect_fast(text: str, min_percent: float) -> tuple[str, float] | None:
     """CLD2's language when it is reliable and covers ``min_percent`` % of the text, else None."""
-    import pycld2
-
     try:
         reliable, _, ranked = pycld2.detect(text[:20000])
     except (pycld2.error, UnicodeError):  # e.g. lone surrogates: let py3langid decide

@@ -52,7 +52,7 @@ def test_restart_of_worker_and_shard_writer_mid_run_is_exactly_once(kafka_bootst
     out = output_dir(tmp_path / "out", unique_name, recipe)
     out.mkdir(parents=True)
     recipe.save(out / "recipe.yaml")
-    total = expected_docs(kafka_bootstrap, topics, recipe, unique_name)
+    total = expected_docs(kafka_bootstrap, topics, recipe)
     assert total == len(expected)
     services = ServiceSet(kafka_bootstrap, out / "recipe.yaml", unique_name, tmp_path / "out", tmp_path / "logs",
                           topics.raw)

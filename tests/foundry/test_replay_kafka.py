@@ -117,7 +117,7 @@ def test_replay_beside_live_pipeline_keeps_outputs_separate(kafka_bootstrap, tmp
         plan = ReplayPlan(kafka_bootstrap, live_recipe, out_root=tmp_path / "replay", raw_topic=raw)
         _publish(kafka_bootstrap, raw, second)  # new input arrives while the replay runs
         r = run_replay(plan, show_progress=False, timeout=600)
-        total = expected_docs(kafka_bootstrap, topics, live_recipe, unique_name)  # what live has left to do
+        total = expected_docs(kafka_bootstrap, topics, live_recipe)  # what live has left to do
         wait_drained(live, live_out, 0, len(exp1) + len(exp2), timeout=300)
         assert total >= 0
     finally:

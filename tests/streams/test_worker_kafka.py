@@ -16,7 +16,7 @@ pytestmark = pytest.mark.kafka
 def test_worker_refuses_to_strand_a_legacy_backlog(kafka_bootstrap, unique_name, tmp_path):
     recipe = load_recipe(None)
     topics = Topics(namespace=unique_name, partitions=recipe.partitions)
-    group = f"foundry-{unique_name}-{recipe.version}"
+    group = topics.worker_group(recipe.version)
     assert legacy_backlog(kafka_bootstrap, topics, group) == 0  # no such topic: nothing to strand
 
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
