@@ -40,14 +40,20 @@ class RunSummary:
     docs_per_s: float
     mb_in: float
     mb_per_s: float
-    startup_s: float  # from starting the services to the first document out (Faust joins its groups)
-    steady_docs_per_s: float  # after start-up
+    # The workers' share, from the outcomes they put on the tokenized and rejections topics
+    # (the sinks' flush delay left out): start-up ends with the first batch out, the
+    # steady figures cover the documents after it until the last.
+    startup_s: float  # from starting the services to the first outcome (imports, models, group joins)
+    curated_s: float  # from starting the services until every document had its outcome
+    startup_docs: int  # outcomes in the first batch out
+    steady_docs_per_s: float
+    steady_mb_per_s: float
     out_dir: str
     recipe_version: str
     rejections_by_reason: dict[str, int]
     peak_rss_mb: dict[str, float]
     cpu_s: dict[str, float]  # CPU seconds per service, last sample before stop
-    steady_cpu_s_per_mb: dict[str, float]  # after start-up (imports, models, group joins): steady_cpu_per_mb
+    steady_cpu_s_per_mb: dict[str, float]  # CPU seconds per MB from the first outcome to the last
 
 
 def output_dir(out_root: str | Path, namespace: str, recipe: Recipe) -> Path:
@@ -93,7 +99,6 @@ class ServiceSet:
         self.procs: dict[str, subprocess.Popen] = {}
         self.peak: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
-        self.at_first_output: tuple[dict[str, float], int] | None = None  # (cpu, documents done) then
 
     def command(self, name: str) -> list[str]:
         base = [sys.executable, "-m", "foundry.cli"]
@@ -174,43 +179,77 @@ def expected_docs(bootstrap: str, topics: Topics, recipe: Recipe) -> int:
     return sum(high - max(done.get(p, 0), low) for p, (low, high) in marks.items())
 
 
+class OutcomeMeter:
+    """How many outcomes (kept documents and rejections) the workers have put on
+    their output topics so far, from the topics' high watermarks, and the time and
+    CPU use of each service when the first and when the last arrived. A redelivered
+    batch after a rebalance counts twice, so the end may read a little early."""
+
+    def __init__(self, bootstrap: str, topics: Topics, expected: int):
+        from confluent_kafka import Consumer, TopicPartition
+
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "foundry-inspect",
+                                   "enable.auto.commit": False})
+        self._parts = [TopicPartition(t, p) for t in (topics.tokenized, topics.rejections)
+                       for p in range(topics.partitions)]
+        self.expected = expected
+        self.base = self._count()
+        self.first: tuple[float, int, dict[str, float]] | None = None  # (monotonic time, outcomes, cpu)
+        self.last: tuple[float, int, dict[str, float]] | None = None
+
+    def _count(self) -> int:
+        return sum(self._consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self._parts)
+
+    def sample(self, cpu: dict[str, float]) -> None:
+        if self.last is not None:
+            return
+        n = self._count() - self.base
+        if n > 0 and self.first is None:
+            self.first = (time.monotonic(), n, dict(cpu))
+        if n >= self.expected:
+            self.last = (time.monotonic(), n, dict(cpu))
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
 def wait_drained(services: ServiceSet, out_dir: Path, base_rows: int, expected: int, timeout: float,
-                 progress=None, first_seen: list | None = None) -> int:
-    """Poll the output until ``expected`` new rows are there. ``first_seen`` (a list)
-    receives the time the first row appeared: the services' start-up ends there."""
+                 progress=None, meter: OutcomeMeter | None = None, poll_s: float = 0.5) -> int:
+    """Poll the output until ``expected`` new rows are there (``meter``, when given, is sampled too)."""
     deadline = time.monotonic() + timeout
     while True:
         services.check_alive()
         services.sample_usage()
+        if meter is not None:
+            meter.sample(services.cpu)
         shard_rows = count_rows(out_dir / "manifest")[0]
         ledger_rows = count_rows(out_dir / "ledger")[0]
         done = shard_rows + ledger_rows - base_rows
-        if first_seen is not None and done > 0 and not first_seen:
-            first_seen.append(time.monotonic())
-            services.at_first_output = (dict(services.cpu), done)
         if progress:
             progress(done, expected)
         if done >= expected:
             return done
         if time.monotonic() > deadline:
             raise TimeoutError(f"pipeline not drained after {timeout}s: {done} of {expected} documents accounted")
-        time.sleep(1.0)
+        time.sleep(poll_s)
 
 
-def steady_cpu_per_mb(services: ServiceSet, docs_in: int, mb_in: float) -> dict[str, float]:
-    """CPU seconds per MB after start-up: the CPU used since the first output over the
-    share of the input still to do then (empty when no output was seen)."""
-    if not services.at_first_output or not docs_in:
-        return {}
-    cpu0, done0 = services.at_first_output
-    mb_left = mb_in * (1 - done0 / docs_in)
-    if mb_left <= 0:
-        return {}
-    return {k: round((v - cpu0.get(k, 0.0)) / mb_left, 2) for k, v in services.cpu.items()}
+def steady_figures(meter: OutcomeMeter | None, t0: float, docs_in: int, mb_in: float) -> dict:
+    """Start-up and the rate after it (RunSummary's fields), from the meter's first and last samples."""
+    if meter is None or meter.first is None or meter.last is None or not docs_in:
+        return {"startup_s": 0.0, "curated_s": 0.0, "startup_docs": 0, "steady_docs_per_s": 0.0,
+                "steady_mb_per_s": 0.0, "steady_cpu_s_per_mb": {}}
+    (t1, n1, cpu1), (t2, _, cpu2) = meter.first, meter.last
+    n1 = min(n1, docs_in)
+    mb = mb_in * (docs_in - n1) / docs_in
+    span = max(t2 - t1, 1e-3)
+    return {"startup_s": round(t1 - t0, 1), "curated_s": round(t2 - t0, 1), "startup_docs": n1,
+            "steady_docs_per_s": round((docs_in - n1) / span, 1), "steady_mb_per_s": round(mb / span, 3),
+            "steady_cpu_s_per_mb": {k: round((v - cpu1.get(k, 0.0)) / max(mb, 1e-9), 2) for k, v in cpu2.items()}}
 
 
 def summarize(out_dir: Path, recipe: Recipe, base: dict, docs_in: int, bytes_in: int, seconds: float,
-              services: ServiceSet, startup: float = 0.0) -> RunSummary:
+              services: ServiceSet, steady: dict) -> RunSummary:
     m_rows, _, tokens = count_rows(out_dir / "manifest")
     l_rows, reasons, _ = count_rows(out_dir / "ledger")
     for r, n in base["reasons"].items():
@@ -222,12 +261,9 @@ def summarize(out_dir: Path, recipe: Recipe, base: dict, docs_in: int, bytes_in:
         docs_in=docs_in, duplicates=dups, rejected_other=sum(reasons.values()) - dups,
         docs_written=m_rows - base["m_rows"], tokens_written=tokens - base["tokens"], shards=shards,
         seconds=round(seconds, 2), docs_per_s=round(docs_in / seconds, 1), mb_in=round(bytes_in / 1e6, 2),
-        mb_per_s=round(bytes_in / 1e6 / seconds, 3), startup_s=round(startup, 1),
-        steady_docs_per_s=round(docs_in / max(seconds - startup, 1e-3), 1), out_dir=str(out_dir),
-        recipe_version=recipe.version,
+        mb_per_s=round(bytes_in / 1e6 / seconds, 3), out_dir=str(out_dir), recipe_version=recipe.version,
         rejections_by_reason=reasons, peak_rss_mb={k: round(v, 1) for k, v in services.peak.items()},
-        cpu_s={k: round(v, 1) for k, v in services.cpu.items()},
-        steady_cpu_s_per_mb=steady_cpu_per_mb(services, docs_in, bytes_in / 1e6),
+        cpu_s={k: round(v, 1) for k, v in services.cpu.items()}, **steady,
     )
 
 
@@ -273,6 +309,7 @@ def run_pipeline(bootstrap: str, recipe: Recipe, *, corpus: list[str] | None = N
     echo(f"recipe {recipe.version} (tokenizer {recipe.tokenizer.version}); {expected} documents to process")
     base = snapshot_counts(out)
     services = ServiceSet(bootstrap, recipe_path, namespace, out_root, out_root / "logs", raw_topic)
+    meter = OutcomeMeter(bootstrap, topics, expected)
     t0 = time.monotonic()
     services.start_all(workers)
     last = [0.0]
@@ -282,11 +319,11 @@ def run_pipeline(bootstrap: str, recipe: Recipe, *, corpus: list[str] | None = N
             last[0] = time.monotonic()
             echo(f"  {done}/{total} documents accounted for ({time.monotonic() - t0:.0f}s)")
 
-    first: list = []
     try:
-        wait_drained(services, out, base["m_rows"] + base["l_rows"], expected, timeout, progress, first)
+        wait_drained(services, out, base["m_rows"] + base["l_rows"], expected, timeout, progress, meter)
         seconds = time.monotonic() - t0
     finally:
         services.stop()
-    startup = (first[0] - t0) if first else 0.0
-    return summarize(out, recipe, base, expected, bytes_in, seconds, services, startup)
+        meter.close()
+    steady = steady_figures(meter, t0, expected, bytes_in / 1e6)
+    return summarize(out, recipe, base, expected, bytes_in, seconds, services, steady)

@@ -43,6 +43,7 @@ import numpy as np
 
 from schemas import Reason
 from streams.stages.base import ModelScoringStage
+from streams.stages.char_classes import ClassCounter
 from streams.stages.onnx_session import cpu_session
 from streams.stages.registry import register
 
@@ -114,21 +115,26 @@ def sample_lines(lines: Sequence[str], k: int) -> list[str]:
     return [lines[i] for i in idx]
 
 
-def shape_features(line: str) -> list[float]:
-    """The per-line features that need no model (the first N_SHAPE of FEATURE_NAMES)."""
+# The character classes shape_features counts, for a whole batch of lines at once.
+_COUNTED = ClassCounter([_ALPHA_RE, _DIGIT_RE, _PUNCT_RE, _CJK_RE, re.compile(f"[{''.join(sorted(_ZH_FUNC))}]")])
+
+
+def shape_features(line: str, counts: Sequence[int] | None = None) -> list[float]:
+    """The per-line features that need no model (the first N_SHAPE of FEATURE_NAMES);
+    ``counts``: the line's letters, digits, punctuation, CJK characters and Chinese function
+    words (a row of ``_COUNTED.counts``), when already known."""
+    n_alpha, n_digit, n_punct, n_cjk, n_zh_func = _COUNTED.counts([line])[0] if counts is None else counts
     n_bytes = len(line.encode("utf-8", "replace"))
-    cjk_chars = _CJK_RE.findall(line)
-    n_cjk = len(cjk_chars)
     words = _WORD_RE.findall(line)
-    n_tok = len(words) + n_cjk
     n_chr = max(1, len(line))
-    alpha = len(_ALPHA_RE.findall(line)) / n_chr
-    digit = len(_DIGIT_RE.findall(line)) / n_chr
+    n_tok = len(words) + n_cjk
+    alpha = n_alpha / n_chr
+    digit = n_digit / n_chr
     title = sum(1 for w in words if w[:1].isupper()) / max(1, len(words))
-    punct = len(_PUNCT_RE.findall(line)) / max(1, n_tok)
+    punct = n_punct / max(1, n_tok)
     ends = 1.0 if line.endswith(_END) else 0.0
     func = sum(1 for w in words if w.lower() in _FUNC_WORDS) / max(1, len(words))
-    zh_func = sum(1 for c in cjk_chars if c in _ZH_FUNC) / max(1, n_cjk)
+    zh_func = n_zh_func / max(1, n_cjk)
     log_bytes = math.log(max(1, n_bytes))
     return [log_bytes, math.log(1 + n_tok), ends, alpha, digit, title, min(punct, 1.0),
             1.0 if n_cjk * 2 > n_tok else 0.0, func, zh_func, math.log(1 + len(_SENT_END.findall(line))),
@@ -229,7 +235,8 @@ class BoilerplateModel:
 def line_features(lines: Sequence[str], bpb: np.ndarray, boiler: np.ndarray) -> np.ndarray:
     """The FEATURE_NAMES matrix of some lines, given their LM surprisal and boilerplate logits."""
     b = np.minimum(np.asarray(bpb, dtype=np.float64), 8.0)
-    rows = [shape_features(s) + [x, x * x, z] for s, x, z in zip(lines, b, boiler)]
+    counts = _COUNTED.counts(lines).tolist()
+    rows = [shape_features(s, c) + [x, x * x, z] for s, c, x, z in zip(lines, counts, b, boiler)]
     return np.array(rows, dtype=np.float64).reshape(len(lines), len(FEATURE_NAMES))
 
 

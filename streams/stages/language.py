@@ -164,6 +164,8 @@ class LanguageStage(Stage):
         self.latin_word_weight = latin_word_weight
         self.keep_source_lang = keep_source_lang
         self.fast_min_percent = fast_min_percent
+        # Load py3langid's model now (about a second), at start-up, not in the first batch.
+        _get_identifier()
 
     def _allowed(self, code: str) -> bool:
         if self.allowed is None:

@@ -45,6 +45,7 @@ import numpy as np
 
 from schemas import CuratedDocument, Reason
 from streams.stages.base import Outcome, Stage
+from streams.stages.poly_hash import PrefixHash
 from streams.stages.quality_rules import CJK_CLASS
 from streams.stages.registry import register
 
@@ -54,17 +55,22 @@ _MAGIC = b"FNDD1"
 _CHUNK = 2048  # shingles per step: 2048 x 128 permutations x 8 bytes = 2 MiB
 
 
+# ASCII text: a byte table does what _NON_WORD_RUN does (\w is [A-Za-z0-9_] there), in C.
+_ASCII_NON_WORD = bytes(c if chr(c).isalnum() or c == 95 else 32 for c in range(128)) + b" " * 128
+
+
 def normalize(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).lower()
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    text = text.lower()
+    if text.isascii():
+        return " ".join(text.encode("ascii").translate(_ASCII_NON_WORD).decode("ascii").split())
     return _NON_WORD_RUN.sub(" ", text).strip()
 
 
-_POLY = 0x100000001B3  # odd, so invertible mod 2^64
-_POLY_INV = pow(_POLY, -1, 1 << 64)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
-_powers = (np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64))  # POLY^i, POLY^-i
 
 
 def _mix64(h: np.ndarray) -> np.ndarray:
@@ -74,29 +80,6 @@ def _mix64(h: np.ndarray) -> np.ndarray:
     h = h ^ (h >> _S27)
     h = h * _MIX2
     return h ^ (h >> _S31)
-
-
-def _power_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
-    global _powers
-    if len(_powers[0]) < n:
-        size = max(n, 2 * len(_powers[0]))
-        fwd = np.full(size, _POLY, dtype=np.uint64)
-        inv = np.full(size, _POLY_INV, dtype=np.uint64)
-        fwd[0] = inv[0] = 1
-        _powers = (np.cumprod(fwd), np.cumprod(inv))  # wraps mod 2^64, which is the point
-    return _powers
-
-
-def _substring_hashes(codes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Polynomial hash (mod 2^64) of each ``codes[s:e]``, all at once.
-
-    With S[k] = sum_{i<k} c_i POLY^-i, the hash sum_{s<=i<e} c_i POLY^(e-1-i) of a
-    substring is POLY^(e-1) (S[e] - S[s]): one prefix sum serves every shingle.
-    """
-    fwd, inv = _power_tables(len(codes) + 1)
-    prefix = np.zeros(len(codes) + 1, dtype=np.uint64)
-    np.cumsum(codes * inv[:len(codes)], out=prefix[1:])
-    return _mix64(fwd[ends - 1] * (prefix[ends] - prefix[starts]))
 
 
 def _is_cjk_heavy(norm: str, cjk_share: float) -> bool:
@@ -125,7 +108,7 @@ def shingle_hashes(text: str, *, ngram: int = 5, cjk_ngram: int = 5, cjk_share: 
         word_ends = np.concatenate((spaces, [size]))
         k = min(ngram, len(word_starts))
         starts, ends = word_starts[:len(word_starts) - k + 1], word_ends[k - 1:]
-    return np.unique(_substring_hashes(codes, starts, ends))
+    return np.unique(_mix64(PrefixHash(codes).hashes(starts, ends)))
 
 
 def shingles(text: str, *, ngram: int = 5, cjk_ngram: int = 5, cjk_share: float = 0.2) -> set[str]:

@@ -72,6 +72,8 @@ import numpy as np
 
 from schemas import CuratedDocument, Reason
 from streams.stages.base import Outcome, Stage
+from streams.stages.char_classes import ClassCounter
+from streams.stages.poly_hash import PrefixHash
 from streams.stages.registry import register
 
 # --------------------------------------------------------------------------- text helpers
@@ -160,19 +162,26 @@ class Check:
 RuleFn = Callable[[CuratedDocument, "Analysis", dict[str, Any]], list[Check]]
 
 
-class Analysis:
-    """The pieces of a text that several rules need, computed once."""
+_DIGIT = re.compile(r"\d")
+# Counted for a whole batch of texts at once (char_classes): CJK characters, digits.
+_COUNTED = ClassCounter([_CJK_CHAR, _DIGIT])
 
-    def __init__(self, text: str):
+
+class Analysis:
+    """The pieces of a text that several rules need, computed once. ``counts``: the
+    text's row of ``_COUNTED.counts`` when already known (a batch computes them together)."""
+
+    def __init__(self, text: str, counts: Sequence[int] | None = None):
         self.text = text
-        self.tokens = tokens(text)
+        self.n_cjk, self.n_digit = _COUNTED.counts([text])[0].tolist() if counts is None else counts
+        # Without CJK characters the tokens are the whitespace-separated runs: str.split() in C.
+        self.tokens = tokens(text) if self.n_cjk else text.split()
         # str.isalnum() / isalpha() first: exact shortcuts for the usual all-letter token.
         self.words = [t for t in self.tokens if t.isalnum() or _HAS_ALNUM.search(t)]
         # Words hold no whitespace, so one join, lower() and split do them all in C.
         self.lower_words = " ".join(self.words).lower().split(" ") if self.words else []
         self.lines = [ln.strip(_INVISIBLE) for ln in text.split("\n")]
         self.nonempty_lines = [ln for ln in self.lines if ln]
-        self.n_cjk = len(_CJK_CHAR.findall(text))
         n_chars = sum(map(len, self.tokens))
         self.cjk_share = self.n_cjk / n_chars if n_chars else 0.0
 
@@ -208,18 +217,12 @@ def _rule_symbol_ratio(doc, a: Analysis, p) -> list[Check]:
     return [Check("symbol_word_ratio", n_sym / max(len(a.words), 1), high=p["max_symbol_word_ratio"])]
 
 
-_DIGIT = re.compile(r"\d")
-_NON_ASCII_DIGIT = re.compile(r"(?![0-9])\d")
 _ALPHA = re.compile(r"[^\W\d_]")
 
 
 def _rule_digit_ratio(doc, a: Analysis, p) -> list[Check]:
     n_chars = sum(map(len, a.tokens))  # the tokens hold every non-space character
-    # ASCII digits by str.count (C); only a non-ASCII text can hold other Unicode digits.
-    n_digit = sum(map(a.text.count, "0123456789"))
-    if not a.text.isascii():
-        n_digit += len(_NON_ASCII_DIGIT.findall(a.text))
-    return [Check("digit_ratio", n_digit / max(n_chars, 1), high=p["max_digit_ratio"])]
+    return [Check("digit_ratio", a.n_digit / max(n_chars, 1), high=p["max_digit_ratio"])]
 
 
 _CJK_PUNCT_ONLY = re.compile(
@@ -275,59 +278,78 @@ def _rule_line_shape(doc, a: Analysis, p) -> list[Check]:
             Check("ellipsis_lines", ellipsis / n, high=p["max_ellipsis_lines"])]
 
 
-_HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
+_NONE = np.zeros(0, dtype=np.int64)
 
 
 class NGrams:
-    """n-gram statistics over a unit sequence, vectorised: each n-gram is a
-    rolling 64-bit hash of the unit ids (collisions are negligible here)."""
+    """n-gram statistics over a unit sequence, vectorised: each n-gram is a 64-bit
+    polynomial hash of its unit ids (:mod:`poly_hash`; collisions are negligible here).
+
+    Asked for increasing n, each step only looks at the positions that can still
+    hold a repeated n-gram: if the n-gram at i occurs twice, so do the k-grams
+    (k < n) at i and at i + n - k. On ordinary text few long n-grams repeat, so the
+    steps after the first are over a small share of the positions.
+    """
 
     def __init__(self, units: Sequence[str]):
-        n = len(units)
+        m = len(units)
         # Python's string hash as the unit id: only equality inside one document matters
         # (ties are broken by length, not by hash order), so its per-process salt changes
         # nothing (a 64-bit collision aside), and map() runs in C.
-        self.ids = np.fromiter(map(hash, units), dtype=np.int64, count=n).view(np.uint64)
-        lens = np.fromiter(map(len, units), dtype=np.int64, count=n)
-        self.lens = lens
-        self.cum = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(lens)))
+        ids = np.fromiter(map(hash, units), dtype=np.int64, count=m).view(np.uint64)
+        self.m = m
+        self.lens = np.fromiter(map(len, units), dtype=np.int64, count=m)
+        self.cum = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(self.lens)))
         self.total = int(self.cum[-1])
-        self._h = {1: self.ids}
-        # no n-gram repeats for this n, hence none for any larger n either
-        self._no_repeat_from = n + 1
+        self._hash = PrefixHash(ids)
+        self._level = 0  # the n of _repeated; 0: none yet
+        self._none = False  # no _level-gram repeats, hence no longer one either
+        self._repeated = np.zeros(m, dtype=bool)  # positions whose _level-gram occurs more than once
 
-    def _hashes(self, n: int) -> np.ndarray:
-        k = max(self._h)
-        h = self._h[k]
-        while k < n:
-            h = h[:-1] * _HASH_MUL + self.ids[k:]
-            k += 1
-            self._h[k] = h
-        return self._h[n]
+    def repeats(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Start positions of the n-grams that occur more than once, with each one's count."""
+        m, k = self.m, self._level
+        if m < n or (0 < k <= n and self._none):
+            return _NONE, _NONE
+        if 0 < k <= n:
+            rep = self._repeated
+            cand = np.flatnonzero(rep[: m - n + 1] & rep[n - k : m - k + 1])
+        else:
+            cand = np.arange(m - n + 1)
+        h = self._hash.hashes(cand, cand + n)
+        order = np.argsort(h)
+        hs = h[order]
+        run_starts = np.flatnonzero(np.concatenate(([True], hs[1:] != hs[:-1])))
+        run_lens = np.diff(np.append(run_starts, len(hs)))
+        counts = np.repeat(run_lens, run_lens)
+        multi = counts > 1
+        pos, counts = cand[order[multi]], counts[multi]
+        self._level, self._none = n, not len(pos)
+        self._repeated = np.zeros(m, dtype=bool)
+        self._repeated[pos] = True
+        return pos, counts
 
     def top_char_frac(self, n: int) -> float:
         """Characters in the most frequent n-gram times its count, over all characters
-        (several equally frequent: the longest, so the value never depends on hash order)."""
-        if len(self.ids) < n or not self.total or n >= self._no_repeat_from:
+        (several equally frequent: the longest, so the value never depends on hash order);
+        0 when no n-gram occurs twice."""
+        if not self.total:
             return 0.0
-        _, first, counts = np.unique(self._hashes(n), return_index=True, return_counts=True)
+        pos, counts = self.repeats(n)
+        if not len(pos):
+            return 0.0
         top = int(counts.max())
-        if top < 2:
-            self._no_repeat_from = min(self._no_repeat_from, n)
-            return 0.0
-        starts = first[counts == top]
+        starts = pos[counts == top]
         return float((self.cum[starts + n] - self.cum[starts]).max()) * top / self.total
 
     def dup_char_frac(self, n: int) -> float:
         """Fraction of characters covered by n-grams that occur more than once."""
-        m = len(self.ids)
-        if m < n or not self.total or n >= self._no_repeat_from:
+        if not self.total:
             return 0.0
-        _, inverse, counts = np.unique(self._hashes(n), return_inverse=True, return_counts=True)
-        starts = np.flatnonzero(counts[inverse] > 1)
+        starts, _ = self.repeats(n)
         if not len(starts):
-            self._no_repeat_from = min(self._no_repeat_from, n)
             return 0.0
+        m = self.m
         depth = np.cumsum(np.bincount(starts, minlength=m + 1) - np.bincount(starts + n, minlength=m + 1))[:m]
         return float(self.lens[depth > 0].sum()) / self.total
 
@@ -387,8 +409,8 @@ class QualityRules(Stage):
             if key in self.params:
                 self.params[key] = tuple(self.params[key])
 
-    def checks(self, doc: CuratedDocument) -> list[Check]:
-        a = Analysis(doc.text)
+    def checks(self, doc: CuratedDocument, counts: Sequence[int] | None = None) -> list[Check]:
+        a = Analysis(doc.text, counts)
         out: list[Check] = []
         for r in self.rules:
             out.extend(RULES[r](doc, a, self.params))
@@ -400,8 +422,9 @@ class QualityRules(Stage):
 
     def process_batch(self, docs: Sequence[CuratedDocument]) -> list[Outcome]:
         out: list[Outcome] = []
-        for doc in docs:
-            checks = self.checks(doc)
+        counts = _COUNTED.counts([d.text for d in docs]).tolist()
+        for doc, c in zip(docs, counts):
+            checks = self.checks(doc, c)
             failed = next(((c, msg) for c in checks if (msg := c.failed())), None)
             if failed is not None:
                 c, msg = failed

@@ -53,7 +53,6 @@ ENC_VOCAB = 8191  # the encoder hashes each code point to 1..ENC_VOCAB (0 = padd
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _MENTION = re.compile(r"@\w+")
 _ENTITY = re.compile(r"&(?:amp|lt|gt|quot|apos|nbsp|#\d+|#x[0-9a-f]+);")
-_SPACE = re.compile(r"\s+")
 
 _M = np.uint64(0x100000001B3)  # rolling-hash multiplier
 _C = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci-hashing constant
@@ -65,10 +64,14 @@ def normalize(text: str) -> str:
     if not unicodedata.is_normalized("NFKC", text):
         text = unicodedata.normalize("NFKC", text)
     text = text.lower().replace("\x00", " ")
-    text = _URL.sub(" u ", text)
-    text = _MENTION.sub(" @ ", text)
-    text = _ENTITY.sub(" ", text)
-    return _SPACE.sub(" ", text).strip()
+    # Each pattern needs its literal; most texts have none of them, and a scan for it is cheap.
+    if "http" in text or "www." in text:
+        text = _URL.sub(" u ", text)
+    if "@" in text:
+        text = _MENTION.sub(" @ ", text)
+    if "&" in text:
+        text = _ENTITY.sub(" ", text)
+    return " ".join(text.split())  # = \s+ -> " " and strip: str.split() splits on what \s matches
 
 
 def split_windows(t: str) -> list[str]:

@@ -6,21 +6,20 @@ shard keys use: xxh3-128 over the normalized UTF-8 bytes.
 """
 from __future__ import annotations
 
-import re
 import unicodedata
 
 import xxhash
 
 from schemas import CuratedDocument, RawDocument, Reason, Rejection
 
-_WS = re.compile(r"\s+")
 STAGE = "validate"
 
 
 def normalize(text: str) -> str:
     """NFC, whitespace runs collapsed, ends stripped: two documents that differ
     only there are the same document for exact dedup."""
-    return _WS.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    # str.split() splits on exactly the characters \s matches (str.isspace()), and in C.
+    return " ".join(unicodedata.normalize("NFC", text).split())
 
 
 def content_hash(text: str) -> str:

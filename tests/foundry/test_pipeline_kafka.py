@@ -33,6 +33,10 @@ def test_every_document_ends_in_one_shard_or_the_ledger(kafka_bootstrap, tmp_pat
     assert summary.docs_in == len(expected)
     assert summary.docs_written == len(ids) and summary.tokens_written > 0
     assert summary.duplicates == len(dups)
+    # The workers' outcomes were seen on their topics: a first batch, then the rest.
+    assert 0 < summary.startup_s <= summary.curated_s <= summary.seconds
+    assert 0 < summary.startup_docs <= summary.docs_in
+    assert summary.steady_mb_per_s > 0 and summary.steady_cpu_s_per_mb["worker"] > 0
     # Shards carry the recipe version and the manifest agrees with the tars.
     man = pq.read_table(sorted((out / "manifest").glob("*.parquet"))[0]).to_pylist()
     assert {m["recipe_version"] for m in man} == {summary.recipe_version}
