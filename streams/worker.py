@@ -37,6 +37,7 @@ def run_worker(recipe_path: str, bootstrap: str, namespace: str = "live", datadi
     datadir = datadir or os.path.join("var", "faust", f"{namespace}-{recipe.version}-{os.getpid()}")
     os.makedirs(datadir, exist_ok=True)  # Faust creates only the last level
     app = create_app(recipe, bootstrap, namespace=namespace, datadir=datadir, raw_topic=raw_topic, ingest=ingest)
+    loglevel = loglevel.upper()  # logging knows only upper-case names
     logging.basicConfig(level=loglevel)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
