@@ -104,7 +104,8 @@ def end_to_end(args, docs_path: Path, tmp: Path) -> dict:
           f"   ({s.docs_in} docs, {s.seconds}s, {s.shards} shards)")
     print(f"  {'  workers after start-up':<28} {s.steady_docs_per_s:>10.0f} docs/s {s.steady_mb_per_s:>8.2f}"
           f" MB/s   (start-up: {s.startup_s}s until the first batch ({s.startup_docs}) was out;"
-          f" all out at {s.curated_s}s, in shards and ledger at {s.seconds}s)")
+          f" all out at {s.curated_s}s, in shards and ledger at {s.seconds}s;"
+          f" {s.outcomes_sent - s.docs_in} outcomes sent twice after rebalances)")
     print("  rejected:", s.rejections_by_reason, f"written: {s.docs_written} documents, {s.tokens_written} tokens")
     print("  peak RSS MB:", s.peak_rss_mb)
     cpu = dict(s.cpu_s, **({"broker": round(broker_cpu, 1)} if broker_cpu is not None else {}))

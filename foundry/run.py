@@ -48,6 +48,7 @@ class RunSummary:
     startup_docs: int  # outcomes in the first batch out
     steady_docs_per_s: float
     steady_mb_per_s: float
+    outcomes_sent: int  # by the workers; above docs_in when a rebalance made them redo a batch
     out_dir: str
     recipe_version: str
     rejections_by_reason: dict[str, int]
@@ -209,8 +210,12 @@ class OutcomeMeter:
         if n >= self.expected:
             self.last = (time.monotonic(), n, dict(cpu))
 
-    def close(self) -> None:
-        self._consumer.close()
+    def close(self) -> int:
+        """Stops reading; returns the outcomes sent in all."""
+        try:
+            return self._count() - self.base
+        finally:
+            self._consumer.close()
 
 
 def wait_drained(services: ServiceSet, out_dir: Path, base_rows: int, expected: int, timeout: float,
@@ -234,16 +239,17 @@ def wait_drained(services: ServiceSet, out_dir: Path, base_rows: int, expected: 
         time.sleep(poll_s)
 
 
-def steady_figures(meter: OutcomeMeter | None, t0: float, docs_in: int, mb_in: float) -> dict:
-    """Start-up and the rate after it (RunSummary's fields), from the meter's first and last samples."""
+def steady_figures(meter: OutcomeMeter | None, sent: int, t0: float, docs_in: int, mb_in: float) -> dict:
+    """Start-up and the rate after it (RunSummary's fields), from the meter's first and last samples;
+    ``sent``: the outcomes the workers sent in all."""
     if meter is None or meter.first is None or meter.last is None or not docs_in:
-        return {"startup_s": 0.0, "curated_s": 0.0, "startup_docs": 0, "steady_docs_per_s": 0.0,
+        return {"outcomes_sent": sent, "startup_s": 0.0, "curated_s": 0.0, "startup_docs": 0, "steady_docs_per_s": 0.0,
                 "steady_mb_per_s": 0.0, "steady_cpu_s_per_mb": {}}
     (t1, n1, cpu1), (t2, _, cpu2) = meter.first, meter.last
     n1 = min(n1, docs_in)
     mb = mb_in * (docs_in - n1) / docs_in
     span = max(t2 - t1, 1e-3)
-    return {"startup_s": round(t1 - t0, 1), "curated_s": round(t2 - t0, 1), "startup_docs": n1,
+    return {"outcomes_sent": sent, "startup_s": round(t1 - t0, 1), "curated_s": round(t2 - t0, 1), "startup_docs": n1,
             "steady_docs_per_s": round((docs_in - n1) / span, 1), "steady_mb_per_s": round(mb / span, 3),
             "steady_cpu_s_per_mb": {k: round((v - cpu1.get(k, 0.0)) / max(mb, 1e-9), 2) for k, v in cpu2.items()}}
 
@@ -324,6 +330,6 @@ def run_pipeline(bootstrap: str, recipe: Recipe, *, corpus: list[str] | None = N
         seconds = time.monotonic() - t0
     finally:
         services.stop()
-        meter.close()
-    steady = steady_figures(meter, t0, expected, bytes_in / 1e6)
+        sent = meter.close()
+    steady = steady_figures(meter, sent, t0, expected, bytes_in / 1e6)
     return summarize(out, recipe, base, expected, bytes_in, seconds, services, steady)

@@ -200,3 +200,40 @@ def test_stream_rejections_are_real_near_duplicates():
     assert 10 <= len(rejected) <= 60
     for o in rejected:
         assert jaccard(shingles(texts[o.id]), shingles(texts[o.duplicate_of])) >= 0.4, o.id
+
+
+def test_band_index_finds_the_candidates_datasketch_finds():
+    """BandIndex replaces MinHashLSH: the same bands, so the same candidate sets,
+    also after removals."""
+    import numpy as np
+    from datasketch import MinHash, MinHashLSH
+
+    from streams.stages.near_dedup import BandIndex
+
+    rng = np.random.default_rng(5)
+    bands, rows, num_perm = 30, 4, 128
+    base = rng.integers(0, 1 << 63, size=(20, num_perm), dtype=np.uint64)
+    # Variants share some whole bands with their base signature, so there are real collisions.
+    sigs = []
+    for i in range(200):
+        s = rng.integers(0, 1 << 63, size=num_perm, dtype=np.uint64)
+        src = base[i % 20]
+        for b in rng.choice(bands, size=int(rng.integers(0, 3)), replace=False):
+            s[b * rows:(b + 1) * rows] = src[b * rows:(b + 1) * rows]
+        sigs.append(s)
+    perms = MinHash(num_perm=num_perm, seed=1, scheme="affine64").permutations
+    lsh = MinHashLSH(threshold=0.5, num_perm=num_perm, params=(bands, rows))
+    index = BandIndex(bands, rows)
+
+    def mh(s):
+        return MinHash(seed=1, scheme="affine64", hashvalues=s, permutations=perms)
+
+    for i, s in enumerate(sigs):
+        assert index.query(index.band_keys(s)) == set(lsh.query(mh(s)))
+        lsh.insert(str(i), mh(s))
+        index.insert(str(i), index.band_keys(s))
+        if i % 7 == 6:  # drop an older one
+            lsh.remove(str(i - 5))
+            index.remove(str(i - 5), index.band_keys(sigs[i - 5]))
+    hits = [len(index.query(index.band_keys(b))) for b in base]
+    assert sum(hits) > 0
