@@ -58,7 +58,8 @@ def topics_create(bootstrap, namespace, partitions, recipe_path, raw_topic, raw_
 @namespace_opt
 @recipe_opt
 @raw_topic_opt
-@click.option("--loglevel", default="WARNING", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--loglevel", default="WARNING",
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 @click.option("--skip-ingest", is_flag=True, help="Leave out the ingest agent (a replay feeds the keyed topic).")
 def worker(bootstrap, namespace, recipe_path, raw_topic, loglevel, skip_ingest) -> None:
     """Run a stream worker (the Faust agents) for a resolved recipe."""

@@ -239,19 +239,21 @@ def wait_drained(services: ServiceSet, out_dir: Path, base_rows: int, expected: 
         time.sleep(poll_s)
 
 
-def steady_figures(meter: OutcomeMeter | None, sent: int, t0: float, docs_in: int, mb_in: float) -> dict:
+def steady_figures(meter: OutcomeMeter, sent: int, t0: float, docs_in: int, mb_in: float) -> dict:
     """Start-up and the rate after it (RunSummary's fields), from the meter's first and last samples;
     ``sent``: the outcomes the workers sent in all."""
-    if meter is None or meter.first is None or meter.last is None or not docs_in:
-        return {"outcomes_sent": sent, "startup_s": 0.0, "curated_s": 0.0, "startup_docs": 0, "steady_docs_per_s": 0.0,
-                "steady_mb_per_s": 0.0, "steady_cpu_s_per_mb": {}}
+    out = {"outcomes_sent": sent, "startup_s": 0.0, "curated_s": 0.0, "startup_docs": 0,
+           "steady_docs_per_s": 0.0, "steady_mb_per_s": 0.0, "steady_cpu_s_per_mb": {}}
+    if meter.first is None or meter.last is None or not docs_in:
+        return out
     (t1, n1, cpu1), (t2, _, cpu2) = meter.first, meter.last
     n1 = min(n1, docs_in)
     mb = mb_in * (docs_in - n1) / docs_in
     span = max(t2 - t1, 1e-3)
-    return {"outcomes_sent": sent, "startup_s": round(t1 - t0, 1), "curated_s": round(t2 - t0, 1), "startup_docs": n1,
-            "steady_docs_per_s": round((docs_in - n1) / span, 1), "steady_mb_per_s": round(mb / span, 3),
-            "steady_cpu_s_per_mb": {k: round((v - cpu1.get(k, 0.0)) / max(mb, 1e-9), 2) for k, v in cpu2.items()}}
+    out.update(startup_s=round(t1 - t0, 1), curated_s=round(t2 - t0, 1), startup_docs=n1,
+               steady_docs_per_s=round((docs_in - n1) / span, 1), steady_mb_per_s=round(mb / span, 3),
+               steady_cpu_s_per_mb={k: round((v - cpu1.get(k, 0.0)) / max(mb, 1e-9), 2) for k, v in cpu2.items()})
+    return out
 
 
 def summarize(out_dir: Path, recipe: Recipe, base: dict, docs_in: int, bytes_in: int, seconds: float,

@@ -72,7 +72,7 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
         producer_linger=0.02,
         producer_max_batch_size=1 << 20,
         # aiokafka compresses lz4 at level 9 (about 40 MB/s here, a quarter of a minimal worker's
-        # CPU); zstd at its level 3 is 3x faster and packs tighter (bench/README "Pipeline").
+        # CPU); zstd at its level 3 is 3x faster and packs tighter (README, "Pipeline benchmark").
         producer_compression_type="zstd",
     )
     raw_t = app.topic(topics.raw, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")

@@ -5,11 +5,11 @@ lower-casing and removing punctuation: word ``ngram``-grams for alphabetic
 text, character ``cjk_ngram``-grams (spaces included) for CJK-heavy text, where
 at least ``cjk_share`` of the non-space characters are CJK; code-switched
 Chinese–English text is usually CJK-heavy and its Latin words take part in the
-character shingles. Its MinHash signature
-(``num_perm`` permutations, fixed ``seed``) is looked up in an LSH index of the
-documents kept so far (:class:`BandIndex`, banded as datasketch's ``MinHashLSH``); a candidate whose estimated Jaccard similarity is at
-least ``threshold`` makes the document a ``near_duplicate`` rejection with
-``duplicate_of`` = the kept document's id (the most similar one; ties go to
+character shingles. Its MinHash signature (``num_perm`` permutations, fixed
+``seed``) is looked up in an LSH index of the documents kept so far
+(:class:`BandIndex`, banded as datasketch's ``MinHashLSH``); a candidate whose
+estimated Jaccard similarity is at least ``threshold`` makes the document a
+``near_duplicate`` rejection with ``duplicate_of`` = the kept document's id (the most similar one; ties go to
 the earliest kept) and ``score`` = the estimated Jaccard. Otherwise the
 document is kept, its signature joins the index and
 ``doc.scores["near_dup_max_jaccard"]`` records the best similarity seen.
