@@ -61,12 +61,17 @@ def topics_create(bootstrap, namespace, partitions, recipe_path, raw_topic, raw_
 @click.option("--loglevel", default="WARNING",
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 @click.option("--skip-ingest", is_flag=True, help="Leave out the ingest agent (a replay feeds the keyed topic).")
-def worker(bootstrap, namespace, recipe_path, raw_topic, loglevel, skip_ingest) -> None:
+@click.option("--compression", default="none", show_default=True,
+              type=click.Choice(["none", "zstd", "lz4", "gzip", "snappy"]),
+              help="How the worker compresses what it produces: none where CPU is short and the broker is "
+                   "local (the default), zstd across a network.")
+def worker(bootstrap, namespace, recipe_path, raw_topic, loglevel, skip_ingest, compression) -> None:
     """Run a stream worker (the Faust agents) for a resolved recipe."""
     from streams.worker import run_worker
 
     sys.argv = [sys.argv[0], "worker"]  # Faust's worker parses argv; keep ours out of it
-    run_worker(recipe_path, bootstrap, namespace, loglevel=loglevel, raw_topic=raw_topic, ingest=not skip_ingest)
+    run_worker(recipe_path, bootstrap, namespace, loglevel=loglevel, raw_topic=raw_topic, ingest=not skip_ingest,
+               compression=compression)
 
 
 def _sink_options(f):

@@ -42,9 +42,10 @@ def _undecodable(msg, err: SchemaError, stage: str, recipe_version: str) -> Reje
 
 
 def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir: str = "var/faust",
-               raw_topic: str = "foundry.raw", ingest: bool = True) -> faust.App:
+               raw_topic: str = "foundry.raw", ingest: bool = True, compression: str = "none") -> faust.App:
     """``ingest=False`` leaves out the first agent: a replay feeds the keyed topic
-    itself, in a canonical order, so that its output does not depend on timing."""
+    itself, in a canonical order, so that its output does not depend on timing.
+    ``compression``: the producer's codec (``none``, ``zstd``, ``lz4``, ``gzip``, ``snappy``)."""
     if not recipe.tokenizer.model:
         raise ValueError("the worker needs a resolved recipe with a tokenizer model")
     topics = Topics(namespace=namespace, partitions=recipe.partitions, raw_name=raw_topic)
@@ -71,9 +72,10 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
         # Without linger every send is its own produce request; batching them is most of our throughput.
         producer_linger=0.02,
         producer_max_batch_size=1 << 20,
-        # aiokafka compresses lz4 at level 9 (about 40 MB/s here, a quarter of a minimal worker's
-        # CPU); zstd at its level 3 is 3x faster and packs tighter (README, "Pipeline benchmark").
-        producer_compression_type="zstd",
+        # Compressing costs CPU, which a worker is short of beside a local broker: with zstd the
+        # workers used ~9 % more CPU per MB; aiokafka's lz4 (level 9) was a quarter of a minimal
+        # worker's CPU. Across a network zstd is the better trade (README, "Pipeline benchmark").
+        producer_compression_type=None if compression == "none" else compression,
     )
     raw_t = app.topic(topics.raw, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
     keyed_t = app.topic(topics.keyed, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")

@@ -26,7 +26,8 @@ def legacy_backlog(bootstrap: str, topics: Topics, group: str) -> int:
 
 
 def run_worker(recipe_path: str, bootstrap: str, namespace: str = "live", datadir: str | None = None,
-               loglevel: str = "WARNING", raw_topic: str = "foundry.raw", ingest: bool = True) -> None:
+               loglevel: str = "WARNING", raw_topic: str = "foundry.raw", ingest: bool = True,
+               compression: str = "none") -> None:
     recipe = load_recipe(recipe_path)
     topics = Topics(namespace=namespace, partitions=recipe.partitions, raw_name=raw_topic)
     left = legacy_backlog(bootstrap, topics, topics.worker_group(recipe.version))
@@ -36,7 +37,8 @@ def run_worker(recipe_path: str, bootstrap: str, namespace: str = "live", datadi
                          f"build first, or they would be lost")
     datadir = datadir or os.path.join("var", "faust", f"{namespace}-{recipe.version}-{os.getpid()}")
     os.makedirs(datadir, exist_ok=True)  # Faust creates only the last level
-    app = create_app(recipe, bootstrap, namespace=namespace, datadir=datadir, raw_topic=raw_topic, ingest=ingest)
+    app = create_app(recipe, bootstrap, namespace=namespace, datadir=datadir, raw_topic=raw_topic, ingest=ingest,
+                     compression=compression)
     loglevel = loglevel.upper()  # logging knows only upper-case names
     logging.basicConfig(level=loglevel)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)

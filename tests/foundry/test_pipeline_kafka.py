@@ -58,8 +58,9 @@ def test_restart_of_worker_and_shard_writer_mid_run_is_exactly_once(kafka_bootst
     recipe.save(out / "recipe.yaml")
     total = expected_docs(kafka_bootstrap, topics, recipe)
     assert total == len(expected)
+    # This worker compresses with zstd (the other test's, with the default, does not): the sinks read both.
     services = ServiceSet(kafka_bootstrap, out / "recipe.yaml", unique_name, tmp_path / "out", tmp_path / "logs",
-                          topics.raw)
+                          topics.raw, extra={"worker": ["--compression", "zstd"]})
     services.start_all()
     try:
         deadline = time.monotonic() + 180
