@@ -23,7 +23,7 @@ from pathlib import Path
 
 from foundry.admin import create_topics
 from foundry.recipe import Recipe
-from foundry.run import ServiceSet, count_rows, output_dir
+from foundry.run import ServiceSet, count_rows, output_dir, row_count
 from schemas import Topics
 from streams.raw_range import check_retained, parse_bound, read_archive_range, read_topic_range
 from streams.replay_feeder import ReplayFeeder
@@ -182,7 +182,7 @@ def run_replay(plan: ReplayPlan, *, workers: int = 1, timeout: float = 3600.0, e
             if errors:
                 raise errors[0]
             services.check_alive(allow_exit={"shard-writer", "ledger"})
-            done = count_rows(out / "manifest")[0] + count_rows(out / "ledger")[0]
+            done = row_count(out / "manifest") + row_count(out / "ledger")
             bar.update(done - bar.n)  # rows land as parts close, so the bar moves in steps
             if stop is None and not feeding.is_alive():
                 stop = _upstream_drained(plan.bootstrap, topics, group)
@@ -196,12 +196,12 @@ def run_replay(plan: ReplayPlan, *, workers: int = 1, timeout: float = 3600.0, e
             if time.monotonic() > deadline:
                 raise TimeoutError(f"replay not finished after {timeout}s ({done} of {total} documents)")
             time.sleep(1.0)
-        bar.update(count_rows(out / "manifest")[0] + count_rows(out / "ledger")[0] - bar.n)
+        bar.update(row_count(out / "manifest") + row_count(out / "ledger") - bar.n)
         bar.close()
     finally:
         services.stop()
     sharded, _, tokens = count_rows(out / "manifest")
-    rejected = count_rows(out / "ledger")[0]
+    rejected = row_count(out / "ledger")
     if sharded + rejected != total:
         raise RuntimeError(f"replay accounted for {sharded + rejected} of {total} raw messages")
     return ReplaySummary(plan.namespace, recipe.version, str(out), total, sharded, rejected, tokens,

@@ -9,8 +9,8 @@ character shingles. Its MinHash signature (``num_perm`` permutations, fixed
 ``seed``) is looked up in an LSH index of the documents kept so far
 (:class:`BandIndex`, banded as datasketch's ``MinHashLSH``); a candidate whose
 estimated Jaccard similarity is at least ``threshold`` makes the document a
-``near_duplicate`` rejection with ``duplicate_of`` = the kept document's id (the most similar one; ties go to
-the earliest kept) and ``score`` = the estimated Jaccard. Otherwise the
+``near_duplicate`` rejection with ``duplicate_of`` = the kept document's id (the
+most similar one; ties go to the earliest kept) and ``score`` = the estimated Jaccard. Otherwise the
 document is kept, its signature joins the index and
 ``doc.scores["near_dup_max_jaccard"]`` records the best similarity seen.
 
@@ -56,16 +56,10 @@ _MAGIC = b"FNDD1"
 _CHUNK = 2048  # shingles per step: 2048 x 128 permutations x 8 bytes = 2 MiB
 
 
-# ASCII text: a byte table does what _NON_WORD_RUN does (\w is [A-Za-z0-9_] there), in C.
-_ASCII_NON_WORD = bytes(c if chr(c).isalnum() or c == 95 else 32 for c in range(128)) + b" " * 128
-
-
 def normalize(text: str) -> str:
-    if not unicodedata.is_normalized("NFKC", text):
-        text = unicodedata.normalize("NFKC", text)
-    text = text.lower()
-    if text.isascii():
-        return " ".join(text.encode("ascii").translate(_ASCII_NON_WORD).decode("ascii").split())
+    """The normalised text as a string (for :func:`shingles` and texts beyond the BMP;
+    :func:`normalized_codes` gives the same code points faster)."""
+    text = unicodedata.normalize("NFKC", text).lower()
     return _NON_WORD_RUN.sub(" ", text).strip()
 
 
