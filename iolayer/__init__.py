@@ -1,0 +1,1 @@
+"""Kafka and file IO shared by every process: client settings, topics, ranges, atomic writes."""

@@ -1,0 +1,1 @@
+"""Metrics, logging and console output shared by every process."""
