@@ -38,34 +38,30 @@ Steps (all seeded; the same data gives the same files):
 from __future__ import annotations
 
 import argparse
-import functools
 import gzip
-import hashlib
 import json
-import math
 import os
 import random
-import re
 import sys
 import time
-from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from models.density.byte_lm_train import CHUNK, CH, DILATIONS, EMB, KERNEL, export_onnx, train_lm, try_quantize  # noqa: E402,E501
+from models.density.paragraph_set import (  # noqa: E402,F401  (the density model test reads the set through build)
+    html_paragraphs, label_paragraph, norm_text, page_half, page_host, word_shingles)
+from models.toxicity import lexical_model  # noqa: E402
+from models.toxicity.eval_metrics import roc_auc  # noqa: E402  (ties ranked equal; nan for one class)
 from streams.stages import density as D  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DATA = Path(os.environ.get("FOUNDRY_SHARED_DATA", ROOT.parent / "shared" / "data"))
 SEED = 20240601
 
-# LM architecture
-EMB, CH, KERNEL, DILATIONS = 32, 48, 3, (1, 2, 4, 8)
-CHUNK = 128  # bytes per LM training sequence
 LINE_BYTES = 64  # bytes of each sampled line the LM scores (128 cost 25 % more, same AUC: CARD.md)
 
 
@@ -75,21 +71,6 @@ def read_jsonl(name: str):
     with gzip.open(DATA / name, "rt", encoding="utf-8") as f:
         for line in f:
             yield json.loads(line)
-
-
-_W = re.compile(r"\w+")
-_Q = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'", "–": "-", "—": "-", "\u00a0": " "})
-
-
-def norm_text(t: str) -> str:
-    return " ".join(t.translate(_Q).lower().split())
-
-
-def word_shingles(t: str, k: int) -> set[str]:
-    w = _W.findall(t.lower())
-    if not w:
-        return set()
-    return {" ".join(w[i : i + k]) for i in range(max(1, len(w) - k + 1))}
 
 
 def lm_corpus(max_bytes_per_group: dict[str, int]) -> tuple[list[str], dict]:
@@ -146,241 +127,6 @@ def lm_corpus(max_bytes_per_group: dict[str, int]) -> tuple[list[str], dict]:
     return lines, stats
 
 
-def chunks(lines: list[str]) -> list[bytes]:
-    out = []
-    for ln in lines:
-        b = ln.encode("utf-8")
-        for i in range(0, len(b), CHUNK):
-            out.append(b[i : i + CHUNK])
-    return out
-
-
-# --------------------------------------------------------------------------- model
-
-def make_torch_lm():
-    import torch
-    from torch import nn
-
-    class ByteCNN(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.emb = nn.Embedding(257, EMB)
-            self.convs = nn.ModuleList(
-                nn.Conv1d(EMB if i == 0 else CH, CH, KERNEL, dilation=d) for i, d in enumerate(DILATIONS))
-            self.hi = nn.Linear(CH, 16)
-            self.hi_emb = nn.Embedding(16, CH)
-            self.lo = nn.Linear(CH, 16)
-
-        def hidden(self, x):
-            h = self.emb(x).transpose(1, 2)
-            for i, (conv, d) in enumerate(zip(self.convs, DILATIONS)):
-                r = torch.relu(conv(nn.functional.pad(h, ((KERNEL - 1) * d, 0))))
-                h = r if i == 0 else h + r
-            return h.transpose(1, 2)
-
-        def forward(self, x, y):
-            h = self.hidden(x)
-            yh, yl = y // 16, y % 16
-            a = torch.log_softmax(self.hi(h), -1).gather(-1, yh.unsqueeze(-1)).squeeze(-1)
-            u = torch.relu(h + self.hi_emb(yh))
-            b = torch.log_softmax(self.lo(u), -1).gather(-1, yl.unsqueeze(-1)).squeeze(-1)
-            return -(a + b)
-
-    return ByteCNN()
-
-
-def export_onnx(model, path: Path) -> None:
-    import onnx
-    from onnx import TensorProto as TP
-    from onnx import helper as H
-    from onnx import numpy_helper as NH
-
-    sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
-    inits, nodes = [], []
-
-    def init(name, arr):
-        inits.append(NH.from_array(np.ascontiguousarray(arr), name))
-        return name
-
-    def node(op, ins, outs, **kw):
-        nodes.append(H.make_node(op, ins, outs, **kw))
-        return outs[0]
-
-    init("emb", sd["emb.weight"])
-    cur = node("Transpose", [node("Gather", ["emb", "x"], ["e"])], ["h0"], perm=[0, 2, 1])
-    for i, d in enumerate(DILATIONS):
-        w, b = init(f"c{i}w", sd[f"convs.{i}.weight"]), init(f"c{i}b", sd[f"convs.{i}.bias"])
-        cv = node("Conv", [cur, w, b], [f"cv{i}"], dilations=[d], pads=[(KERNEL - 1) * d, 0], kernel_shape=[KERNEL])
-        r = node("Relu", [cv], [f"r{i}"])
-        cur = r if i == 0 else node("Add", [cur, r], [f"h{i + 1}"])
-    h = node("Transpose", [cur], ["ht"], perm=[0, 2, 1])
-    init("sixteen", np.array(16, dtype=np.int64))
-    init("ax", np.array([-1], dtype=np.int64))
-    yh = node("Div", ["y", "sixteen"], ["yh"])
-    yl = node("Mod", ["y", "sixteen"], ["yl"], fmod=0)
-    init("hiw", sd["hi.weight"].T)
-    init("hib", sd["hi.bias"])
-    lph = node("LogSoftmax", [node("Add", [node("MatMul", [h, "hiw"], ["hm"]), "hib"], ["hl"])], ["lph"], axis=-1)
-    a = node("GatherElements", [lph, node("Unsqueeze", [yh, "ax"], ["yhu"])], ["ga"], axis=2)
-    init("hiemb", sd["hi_emb.weight"])
-    u = node("Relu", [node("Add", [h, node("Gather", ["hiemb", yh], ["he"])], ["hu"])], ["u"])
-    init("low", sd["lo.weight"].T)
-    init("lob", sd["lo.bias"])
-    lpl = node("LogSoftmax", [node("Add", [node("MatMul", [u, "low"], ["lm"]), "lob"], ["ll"])], ["lpl"], axis=-1)
-    b = node("GatherElements", [lpl, node("Unsqueeze", [yl, "ax"], ["ylu"])], ["gb"], axis=2)
-    s = node("Squeeze", [node("Add", [a, b], ["gab"]), "ax"], ["gs"])
-    node("Neg", [s], ["nll"])
-    g = H.make_graph(nodes, "foundry_byte_lm",
-                     [H.make_tensor_value_info("x", TP.INT64, ["B", "L"]),
-                      H.make_tensor_value_info("y", TP.INT64, ["B", "L"])],
-                     [H.make_tensor_value_info("nll", TP.FLOAT, ["B", "L"])], inits)
-    m = H.make_model(g, opset_imports=[H.make_opsetid("", 17)], producer_name="token-foundry density build")
-    m.ir_version = 8
-    m.doc_string = (f"byte-level causal CNN LM emb={EMB} ch={CH} k={KERNEL} dil={list(DILATIONS)}; "
-                    "inputs x=[BOS]+bytes[:-1], y=bytes; output nll (nats) per position")
-    onnx.checker.check_model(m)
-    onnx.save(m, str(path))
-
-
-def train_lm(lines: list[str], epochs: int, threads: int, log) -> object:
-    import torch
-
-    torch.manual_seed(SEED)
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
-    data = chunks(lines)
-    rng = np.random.default_rng(SEED)
-    model = make_torch_lm()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    n_batches = math.ceil(len(data) / 64) * epochs
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=n_batches, pct_start=0.1)
-    lens = np.array([len(c) for c in data])
-    t0 = time.time()
-    step = 0
-    for ep in range(epochs):
-        perm = rng.permutation(len(data))
-        # length-bucketed batches of 64
-        blocks = [perm[i : i + 64 * 32] for i in range(0, len(perm), 64 * 32)]
-        batches = []
-        for blk in blocks:
-            blk = blk[np.argsort(lens[blk], kind="stable")]
-            batches += [blk[i : i + 64] for i in range(0, len(blk), 64)]
-        rng.shuffle(batches)
-        tot = cnt = 0.0
-        for bi in batches:
-            x, y, m = _batch(data, bi)
-            xt, yt, mt = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(m)
-            nll = model(xt, yt)
-            loss = (nll * mt).sum() / mt.sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            tot += loss.item() * float(mt.sum())
-            cnt += float(mt.sum())
-            if step % 200 == 0:
-                log(f"  lm step {step}/{n_batches} bits/byte {tot / cnt / math.log(2):.3f} ({time.time() - t0:.0f}s)")
-        log(f"  lm epoch {ep}: train bits/byte {tot / cnt / math.log(2):.3f} ({time.time() - t0:.0f}s)")
-    model.eval()
-    return model
-
-
-def _batch(data: list[bytes], idx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows = [data[i] for i in idx]
-    width = max(len(r) for r in rows)
-    x = np.zeros((len(rows), width), np.int64)
-    y = np.zeros((len(rows), width), np.int64)
-    m = np.zeros((len(rows), width), np.float32)
-    for j, r in enumerate(rows):
-        a = np.frombuffer(r, np.uint8)
-        y[j, : len(a)] = a
-        x[j, 0] = D.BOS
-        x[j, 1 : len(a)] = a[:-1]
-        m[j, : len(a)] = 1
-    return x, y, m
-
-
-# --------------------------------------------------------------------------- evaluation set
-
-_BLOCK = set(("p div li td th h1 h2 h3 h4 h5 h6 br tr ul ol table section article header footer nav aside "
-              "blockquote pre dd dt dl form figure figcaption main title option button label address hr center"
-              ).split())
-_SKIP = {"script", "style", "noscript", "template", "svg", "head", "iframe", "select", "textarea"}
-
-
-class _Paragraphs(HTMLParser):
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.buf: list[str] = []
-        self.out: list[str] = []
-        self.skip = 0
-
-    def flush(self):
-        t = " ".join("".join(self.buf).split())
-        if t:
-            self.out.append(t)
-        self.buf = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag in _SKIP:
-            self.skip += 1
-        elif tag in _BLOCK:
-            self.flush()
-
-    def handle_endtag(self, tag):
-        if tag in _SKIP:
-            self.skip = max(0, self.skip - 1)
-        elif tag in _BLOCK:
-            self.flush()
-
-    def handle_startendtag(self, tag, attrs):
-        if tag in _BLOCK:
-            self.flush()
-
-    def handle_data(self, data):
-        if not self.skip:
-            self.buf.append(data)
-
-
-def html_paragraphs(html: str) -> list[str]:
-    """Text of each block-level element (script/style/head dropped), whitespace collapsed."""
-    p = _Paragraphs()
-    try:
-        p.feed(html)
-        p.close()
-    except Exception:  # a broken page still yields what was parsed
-        pass
-    p.flush()
-    return p.out
-
-
-def label_paragraph(par: str, gold_norm: str, gold_sh: set[str]) -> int | None:
-    """1 = main text (in the gold text), 0 = boilerplate, None = ambiguous."""
-    p = norm_text(par)
-    if p in gold_norm:
-        return 1
-    sh = word_shingles(p, 3)
-    if not sh:
-        return None
-    cov = len(sh & gold_sh) / len(sh)
-    return 1 if cov >= 0.8 else 0 if cov <= 0.2 else None
-
-
-def page_host(rec: dict) -> str:
-    """The site of an html page (its URL host without www.), or its id when it has no URL."""
-    url = rec.get("url")
-    if url:
-        host = urlparse(url).netloc.lower()
-        return host[4:] if host.startswith("www.") else host
-    return rec["id"]
-
-
-def page_half(host: str, salt: str = "") -> int:
-    """Pages are split by site, so no site has pages on both sides."""
-    return int(hashlib.sha1((salt + host).encode()).hexdigest(), 16) % 2
-
-
 def eval_paragraphs(min_chars: int = 30, pages: int | None = None, seed: int = SEED,
                     half: int | None = None) -> list[tuple[str, str, int, str]]:
     """(page id, paragraph, label, site) for the html pages that have a gold text."""
@@ -403,11 +149,6 @@ def eval_paragraphs(min_chars: int = 30, pages: int | None = None, seed: int = S
             if y is not None:
                 out.append((r["id"], par, y, host))
     return out
-
-
-def roc_auc(y, s) -> float:
-    """ROC-AUC with tied scores ranked as equal (the toxicity build's implementation)."""
-    return _load_toxicity_build().roc_auc(y, s)
 
 
 def per_page_auc(pages, y, s) -> float:
@@ -477,7 +218,7 @@ def main() -> None:
         lines, stats = lm_corpus(budget)
         log(f"LM corpus: {len(lines)} lines {stats}")
         t0 = time.time()
-        model = train_lm(lines, args.epochs, args.threads, log)
+        model = train_lm(lines, args.epochs, args.threads, log, seed=SEED)
         train_s = time.time() - t0
         export_onnx(model, lm_path)
         # check ONNX against torch on held-back text (the eval pages are never used for training)
@@ -514,18 +255,17 @@ def main() -> None:
     fit, ev = half == 0, half == 1
 
     # ---- boilerplate n-gram model: out-of-fold logits on the fit half, final model on all of it
-    tox_build = _load_toxicity_build()
     wins = [D_windows(t) for t in texts]
     boiler = np.zeros(len(texts))
     quiet = lambda msg: None  # noqa: E731
     for f in (0, 1):
         tr, te = np.flatnonzero(fit & (fold != f)), np.flatnonzero(fit & (fold == f))
-        W, bias = tox_build.train_lexical([wins[i] for i in tr], y[tr], 3, quiet)
+        W, bias = lexical_model.train_lexical([wins[i] for i in tr], y[tr], 3, quiet, seed=SEED)
         boiler[te] = _lexical_logits(W, bias, [wins[i] for i in te])
     tr = np.flatnonzero(fit)
-    W, bias = tox_build.train_lexical([wins[i] for i in tr], y[tr], 3, log)
+    W, bias = lexical_model.train_lexical([wins[i] for i in tr], y[tr], 3, log, seed=SEED)
     boiler_path = out / "boiler.onnx"
-    tox_build.export_lexical(W, bias, boiler_path, int8=True)
+    lexical_model.export_lexical(W, bias, boiler_path, int8=True)
     bm = D.BoilerplateModel(boiler_path, intra_op_num_threads=args.threads)
     boiler[ev] = bm.logits([texts[i] for i in np.flatnonzero(ev)])
 
@@ -588,51 +328,6 @@ def _lexical_logits(W: np.ndarray, bias: float, wins: list[str]) -> np.ndarray:
     sums = np.zeros(len(wins))
     np.add.at(sums, seg, W[ids].sum(0))
     return sums * inv + bias
-
-
-@functools.cache
-def _load_toxicity_build():
-    """The toxicity build script (its lexical trainer / exporter are reused here)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("foundry_toxicity_build", ROOT / "models" / "toxicity" / "build.py")
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def try_quantize(lm_path: Path, probe: list[str], log) -> dict:
-    """int8 dynamic quantization (per channel); report agreement and speed, keep fp32 unless int8 wins."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    q_path = lm_path.with_suffix(".int8.onnx")
-    try:
-        quantize_dynamic(str(lm_path), str(q_path), per_channel=True, weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["Conv", "MatMul"])
-    except Exception as exc:  # pragma: no cover - depends on the onnxruntime version
-        return {"error": str(exc)[:300]}
-    res = {}
-    speeds = {}
-    vals = {}
-    for name, path in (("fp32", lm_path), ("int8", q_path)):
-        lm = D.ByteLM(path, intra_op_num_threads=1)
-        lm.line_bpb(probe)
-        t0 = time.perf_counter()
-        for _ in range(3):
-            vals[name] = lm.line_bpb(probe)
-        dt = (time.perf_counter() - t0) / 3
-        speeds[name] = sum(len(p.encode()[:CHUNK]) for p in probe) / dt / 1e3
-    res["kB_per_s_1thread"] = {k: round(v, 1) for k, v in speeds.items()}
-    res["max_abs_bpb_diff"] = float(np.abs(vals["fp32"] - vals["int8"]).max())
-    res["int8_bytes"] = q_path.stat().st_size
-    res["kept"] = "int8" if speeds["int8"] > 1.1 * speeds["fp32"] and res["max_abs_bpb_diff"] < 0.1 else "fp32"
-    if res["kept"] == "int8":
-        os.replace(q_path, lm_path)
-    else:
-        q_path.unlink()
-    log(f"quantization: {res}")
-    return res
 
 
 if __name__ == "__main__":

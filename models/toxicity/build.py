@@ -51,12 +51,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from models.toxicity.encoder_model import export_encoder, train_encoder  # noqa: E402
+from models.toxicity.eval_metrics import f1_at, roc_auc  # noqa: E402,F401  (teacher.py uses both)
+from models.toxicity.lexical_model import export_lexical, train_lexical  # noqa: E402
 from streams.stages import toxicity as T  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DATA = Path(os.environ.get("FOUNDRY_SHARED_DATA", ROOT.parent / "shared" / "data"))
 SEED = 20240601
-ENC_EMB, ENC_CH = 32, 64
 
 
 # --------------------------------------------------------------------------- data
@@ -136,209 +138,6 @@ def first_window(text: str) -> str:
     return T.first_window(text)
 
 
-# --------------------------------------------------------------------------- metrics
-
-def roc_auc(y, s) -> float:
-    y = np.asarray(y, dtype=np.int64)
-    s = np.asarray(s, dtype=np.float64)
-    order = np.argsort(s, kind="mergesort")
-    ss = s[order]
-    ranks = np.empty(len(s))
-    i = 0
-    while i < len(ss):
-        j = i
-        while j + 1 < len(ss) and ss[j + 1] == ss[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j + 2) / 2.0
-        i = j + 1
-    n1 = int(y.sum())
-    n0 = len(y) - n1
-    if n1 == 0 or n0 == 0:  # one class only (e.g. a page without boilerplate): undefined
-        return float("nan")
-    return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def f1_at(y, p, thr) -> float:
-    y = np.asarray(y)
-    pred = np.asarray(p) > thr
-    tp = float((pred & (y == 1)).sum())
-    fp = float((pred & (y == 0)).sum())
-    fn = float((~pred & (y == 1)).sum())
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-
-
-# --------------------------------------------------------------------------- lexical model
-
-def train_lexical(texts: list[str], labels: np.ndarray, epochs: int, log):
-    import torch
-
-    torch.manual_seed(SEED)
-    rng = np.random.default_rng(SEED)
-    W = torch.zeros(1 << T.BITS, requires_grad=True)
-    b = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.Adam([W, b], lr=0.05)
-    y = torch.tensor(labels, dtype=torch.float32)
-    t0 = time.time()
-    for ep in range(epochs):
-        perm = rng.permutation(len(texts))
-        tot = 0.0
-        for s in range(0, len(perm), 256):
-            bi = perm[s : s + 256]
-            ids, seg, inv = T.hash_ngrams([texts[i] for i in bi])
-            g = W[torch.from_numpy(ids)].sum(0)
-            sums = torch.zeros(len(bi)).index_add(0, torch.from_numpy(seg), g)
-            logit = sums * torch.from_numpy(inv) + b
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, y[bi])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            tot += float(loss.detach()) * len(bi)
-        log(f"  lexical epoch {ep}: loss {tot / len(texts):.4f} ({time.time() - t0:.0f}s)")
-    return W.detach().numpy().astype(np.float32), float(b.detach()[0])
-
-
-def export_lexical(W: np.ndarray, bias: float, path: Path, int8: bool) -> dict:
-    import onnx
-    from onnx import TensorProto as TP
-    from onnx import helper as H
-    from onnx import numpy_helper as NH
-
-    inits, nodes = [], []
-    info = {}
-    if int8:
-        scale = float(np.abs(W).max() / 127.0)
-        q = np.clip(np.round(W / scale), -127, 127).astype(np.int8)
-        inits += [NH.from_array(q, "wq"), NH.from_array(np.array(scale, np.float32), "wscale"),
-                  NH.from_array(np.array(0, np.int8), "wzero")]
-        nodes += [H.make_node("Gather", ["wq", "ids"], ["gq"]),
-                  H.make_node("DequantizeLinear", ["gq", "wscale", "wzero"], ["g"])]
-        info = {"scale": scale}
-    else:
-        inits.append(NH.from_array(W, "w"))
-        nodes.append(H.make_node("Gather", ["w", "ids"], ["g"]))
-    inits += [NH.from_array(np.array([0], np.int64), "ax0"), NH.from_array(np.array([bias], np.float32), "bias")]
-    nodes += [
-        H.make_node("ReduceSum", ["g", "ax0"], ["gp"], keepdims=0),  # [L]: sum over n-gram orders
-        H.make_node("Mul", ["inv_len", "zero"], ["zeros"]),
-        H.make_node("ScatterElements", ["zeros", "seg", "gp"], ["sums"], axis=0, reduction="add"),
-        H.make_node("Mul", ["sums", "inv_len"], ["mean"]),
-        H.make_node("Add", ["mean", "bias"], ["logit"]),
-        H.make_node("Sigmoid", ["logit"], ["prob"]),
-    ]
-    inits.append(NH.from_array(np.array(0.0, np.float32), "zero"))
-    g = H.make_graph(nodes, "foundry_toxicity_lexical",
-                     [H.make_tensor_value_info("ids", TP.INT64, [T.NMAX, "L"]),
-                      H.make_tensor_value_info("seg", TP.INT64, ["L"]),
-                      H.make_tensor_value_info("inv_len", TP.FLOAT, ["B"])],
-                     [H.make_tensor_value_info("logit", TP.FLOAT, ["B"]),
-                      H.make_tensor_value_info("prob", TP.FLOAT, ["B"])], inits)
-    m = H.make_model(g, opset_imports=[H.make_opsetid("", 18)], producer_name="token-foundry toxicity build")
-    m.ir_version = 9
-    m.doc_string = (f"hashed char 1..{T.NMAX}-grams, 2^{T.BITS} buckets, mean weight + bias; "
-                    f"{'int8 table' if int8 else 'float table'}")
-    onnx.checker.check_model(m)
-    onnx.save(m, str(path))
-    return info
-
-
-# --------------------------------------------------------------------------- encoder
-
-def make_encoder():
-    import torch
-    from torch import nn
-
-    class CharCNN(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.emb = nn.Embedding(T.ENC_VOCAB + 1, ENC_EMB, padding_idx=0)
-            self.c1 = nn.Conv1d(ENC_EMB, ENC_CH, 3, padding=1)
-            self.c2 = nn.Conv1d(ENC_CH, ENC_CH, 3, padding=2, dilation=2)
-            self.out = nn.Linear(2 * ENC_CH, 1)
-
-        def forward(self, x):
-            m = (x > 0).float().unsqueeze(1)
-            h1 = torch.relu(self.c1(self.emb(x).transpose(1, 2))) * m
-            h2 = h1 + torch.relu(self.c2(h1)) * m
-            mx = h2.max(2).values  # h2 >= 0 and padding is 0, so padding never wins
-            mean = h2.sum(2) / m.sum(2)
-            return self.out(torch.cat([mx, mean], 1)).squeeze(1)
-
-    return CharCNN()
-
-
-def train_encoder(texts: list[str], labels: np.ndarray, epochs: int, log):
-    import torch
-
-    torch.manual_seed(SEED)
-    rng = np.random.default_rng(SEED + 1)
-    model = make_encoder()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    steps = epochs * ((len(texts) + 63) // 64)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps + 10, pct_start=0.1)
-    y = torch.tensor(labels, dtype=torch.float32)
-    lens = np.array([len(t) for t in texts])
-    t0 = time.time()
-    for ep in range(epochs):
-        model.train()
-        perm = rng.permutation(len(texts))
-        batches = []
-        for s in range(0, len(perm), 64 * 32):
-            blk = perm[s : s + 64 * 32]
-            blk = blk[np.argsort(lens[blk], kind="stable")]
-            batches += [blk[i : i + 64] for i in range(0, len(blk), 64)]
-        rng.shuffle(batches)
-        tot = 0.0
-        for bi in batches:
-            x = torch.from_numpy(T.encode_chars([texts[i] for i in bi]))
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y[bi])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot += float(loss.detach()) * len(bi)
-        log(f"  encoder epoch {ep}: loss {tot / len(texts):.4f} ({time.time() - t0:.0f}s)")
-    model.eval()
-    return model
-
-
-def export_encoder(model, path: Path) -> None:
-    import onnx
-    from onnx import TensorProto as TP
-    from onnx import helper as H
-    from onnx import numpy_helper as NH
-
-    sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
-    inits = [NH.from_array(sd["emb.weight"], "emb"),
-             NH.from_array(sd["c1.weight"], "c1w"), NH.from_array(sd["c1.bias"], "c1b"),
-             NH.from_array(sd["c2.weight"], "c2w"), NH.from_array(sd["c2.bias"], "c2b"),
-             NH.from_array(np.ascontiguousarray(sd["out.weight"].T), "ow"), NH.from_array(sd["out.bias"], "ob"),
-             NH.from_array(np.array(0, np.int64), "zero_i"), NH.from_array(np.array([1], np.int64), "ax1"),
-             NH.from_array(np.array([2], np.int64), "ax2")]
-    n = H.make_node
-    nodes = [
-        n("Greater", ["x", "zero_i"], ["mb"]), n("Cast", ["mb"], ["mf"], to=TP.FLOAT),
-        n("Unsqueeze", ["mf", "ax1"], ["m"]),
-        n("Gather", ["emb", "x"], ["e"]), n("Transpose", ["e"], ["et"], perm=[0, 2, 1]),
-        n("Conv", ["et", "c1w", "c1b"], ["c1"], kernel_shape=[3], pads=[1, 1]), n("Relu", ["c1"], ["r1"]),
-        n("Mul", ["r1", "m"], ["h1"]),
-        n("Conv", ["h1", "c2w", "c2b"], ["c2"], kernel_shape=[3], pads=[2, 2], dilations=[2]),
-        n("Relu", ["c2"], ["r2"]), n("Mul", ["r2", "m"], ["r2m"]), n("Add", ["h1", "r2m"], ["h2"]),
-        n("ReduceMax", ["h2", "ax2"], ["mx"], keepdims=0),
-        n("ReduceSum", ["h2", "ax2"], ["sm"], keepdims=0), n("ReduceSum", ["m", "ax2"], ["cnt"], keepdims=0),
-        n("Div", ["sm", "cnt"], ["mean"]), n("Concat", ["mx", "mean"], ["pool"], axis=1),
-        n("MatMul", ["pool", "ow"], ["o"]), n("Add", ["o", "ob"], ["ob2"]),
-        n("Squeeze", ["ob2", "ax1"], ["logit"]), n("Sigmoid", ["logit"], ["prob"]),
-    ]
-    g = H.make_graph(nodes, "foundry_toxicity_encoder", [H.make_tensor_value_info("x", TP.INT64, ["B", "L"])],
-                     [H.make_tensor_value_info("logit", TP.FLOAT, ["B"]),
-                      H.make_tensor_value_info("prob", TP.FLOAT, ["B"])], inits)
-    m = H.make_model(g, opset_imports=[H.make_opsetid("", 18)], producer_name="token-foundry toxicity build")
-    m.ir_version = 9
-    m.doc_string = f"char CNN emb={ENC_EMB} ch={ENC_CH}, code points mod {T.ENC_VOCAB} + 1"
-    onnx.checker.check_model(m)
-    onnx.save(m, str(path))
-
-
 # --------------------------------------------------------------------------- main
 
 def web_windows(limit: int = 6000) -> list[str]:
@@ -395,14 +194,14 @@ def main() -> None:
     else:
         # ---- stage 1
         t0 = time.time()
-        W, bias = train_lexical(tr_texts, tr_y, args.lexical_epochs, log)
+        W, bias = train_lexical(tr_texts, tr_y, args.lexical_epochs, log, seed=SEED)
         metrics["lexical_train_seconds"] = round(time.time() - t0, 1)
         export_lexical(W, bias, out / "lexical.fp32.onnx", int8=False)
         qinfo = export_lexical(W, bias, out / "lexical.int8.onnx", int8=True)
 
         # ---- stage 2
         t0 = time.time()
-        enc = train_encoder(tr_texts, tr_y, args.encoder_epochs, log)
+        enc = train_encoder(tr_texts, tr_y, args.encoder_epochs, log, seed=SEED)
         metrics["encoder_train_seconds"] = round(time.time() - t0, 1)
         export_encoder(enc, out / "encoder.fp32.onnx")
         with torch.no_grad():
