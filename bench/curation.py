@@ -1,7 +1,7 @@
 """Throughput and reject shares of the curation operators on the real corpora.
 
     .venv/bin/python bench/curation.py [--threads 2] [--max-docs 1000] [--ops toxicity,density] [--json]
-                                       [--recipe foundry/recipes/default.yaml] [--procs 2] [--no-recipe]
+                                       [--recipe schemas/recipes/default.yaml] [--procs 2] [--no-recipe]
 
 For every operator registered in ``streams.stages.registry`` at run time
 (toxicity, density, and whatever else is there: quality_rules, dedup, ...)
@@ -13,7 +13,7 @@ parameters plus ``intra_op_num_threads`` where the factory accepts it; an
 operator that cannot be built that way is listed as skipped with the reason.
 Each operator sees fresh copies of the documents, in batches of ``--batch``.
 
-Then the whole recipe (default: ``foundry/recipes/default.yaml``): its operators in
+Then the whole recipe (default: ``schemas/recipes/default.yaml``): its operators in
 order and the tokenizer, as the worker applies them but without Kafka, on
 ``--procs`` processes at once (each with every n-th document, as partitions split
 them), per corpus: the in-process ceiling that the Kafka pipeline can approach.
@@ -103,7 +103,7 @@ class RecipeChain:
     """A recipe's curation operators and its tokenizer, applied in order as the worker does."""
 
     def __init__(self, recipe_path: str | None):
-        from foundry.recipe import load_recipe
+        from schemas.recipe import load_recipe
         from streams.partition_state import PartitionState
         from streams.stages.tokenize import SentencePieceTokenizer
 

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from consumers.shard_writer import ShardWriter  # noqa: E402
-from foundry.recipe import load_recipe  # noqa: E402
+from schemas.recipe import load_recipe  # noqa: E402
 from schemas import RawDocument  # noqa: E402
 from streams.sources.files import FileSource  # noqa: E402
 from streams.sources.synthetic import SyntheticConfig, SyntheticSource  # noqa: E402

@@ -17,7 +17,7 @@ recipe_opt = click.option("--recipe", "recipe_path", default=None, type=click.Pa
 
 
 def _recipe(path):
-    from foundry.recipe import RecipeError, load_recipe
+    from schemas.recipe import RecipeError, load_recipe
 
     try:
         return load_recipe(path)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from foundry.admin import create_topics
-from foundry.recipe import Recipe
+from schemas.recipe import Recipe
 from foundry.run import ServiceSet, count_rows, output_dir, row_count
 from schemas import Topics
 from streams.raw_range import check_retained, parse_bound, read_archive_range, read_topic_range

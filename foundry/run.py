@@ -22,7 +22,7 @@ import psutil
 import pyarrow.parquet as pq
 
 from foundry.admin import create_topics
-from foundry.recipe import Recipe
+from schemas.recipe import Recipe
 from schemas import Topics
 from streams.stages.tokenizer_training import train_tokenizer
 from streams.topic_reader import committed, read_raw_texts, watermarks

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import faust
 
-from foundry.recipe import Recipe
+from schemas.recipe import Recipe
 from schemas import CuratedDocument, RawDocument, Rejection, SchemaError, Topics
 from streams.partition_state import PartitionState, PartitionStateStore
 from streams.stages.base import Outcome

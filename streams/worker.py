@@ -6,7 +6,7 @@ import os
 
 import faust
 
-from foundry.recipe import load_recipe
+from schemas.recipe import load_recipe
 from schemas import Topics
 from streams.app import create_app
 

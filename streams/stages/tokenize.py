@@ -1,18 +1,14 @@
 """SentencePiece tokenization, in batches. Versioned by the model file's hash."""
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import sentencepiece as spm
 
 from schemas import CuratedDocument
+from schemas.recipe import tokenizer_version  # noqa: F401  (the stage's version; imported from here too)
 from streams.stages.base import Outcome, Stage
-
-
-def tokenizer_version(model_path: str | Path) -> str:
-    return "sp-" + hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:12]
 
 
 class SentencePieceTokenizer(Stage):

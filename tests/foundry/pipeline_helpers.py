@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from foundry.recipe import Recipe
+from schemas.recipe import Recipe
 
 BAD_LINES = {
     # id -> (raw line bytes, expected reason)

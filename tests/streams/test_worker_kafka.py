@@ -6,7 +6,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from foundry.recipe import load_recipe
+from schemas.recipe import load_recipe
 from schemas import Topics
 from streams.worker import legacy_backlog, run_worker
 

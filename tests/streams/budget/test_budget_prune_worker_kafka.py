@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from foundry.recipe import Recipe
+from schemas.recipe import Recipe
 from schemas import BudgetUpdate, Topics
 from streams.budget.features import UNKNOWN
 from tests.foundry.pipeline_helpers import assert_exactly_once, read_outcomes

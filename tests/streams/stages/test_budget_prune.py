@@ -112,7 +112,7 @@ def test_token_estimate_feeds_the_length_bucket():
 
 
 def test_worker_context_fills_a_copy_of_a_bare_entry_and_leaves_the_recipe_as_written():
-    from foundry.recipe import Recipe
+    from schemas.recipe import Recipe
     from streams.stages.registry import with_context
 
     ctx = {"bootstrap": "broker:9092", "namespace": "ns1"}

@@ -1,20 +1,33 @@
-"""Recipes: which stages run, with which parameters, validated with pydantic.
+"""The recipe contract: which stages run, with which parameters, validated with pydantic.
 
 The recipe version is a content hash of the resolved recipe (every parameter,
 plus the tokenizer model's own hash), so any change to what would be produced
 gives a new version, and that version is stamped on every shard and ledger row.
+
+The file format itself is versioned apart from that hash: a recipe file may say
+``schema_version: N``; this build reads up to :data:`RECIPE_SCHEMA_VERSION` and
+refuses newer files with a clear error instead of misreading them. The default
+recipes ship beside this module (``schemas/recipes/``), so they are found from a
+checkout and from an installed wheel alike.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-DEFAULT_RECIPE = Path(__file__).parent / "recipes" / "default.yaml"
+RECIPES_DIR = Path(__file__).parent / "recipes"
+DEFAULT_RECIPE = RECIPES_DIR / "default.yaml"
+RECIPE_SCHEMA_VERSION = 1
+
+
+def tokenizer_version(model_path: str | Path) -> str:
+    """The tokenizer's part of the recipe version: a hash of the model file's bytes."""
+    return "sp-" + hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:12]
 
 
 class _Strict(BaseModel):
@@ -52,6 +65,8 @@ class BatchConfig(_Strict):
 
 
 class Recipe(_Strict):
+    SCHEMA_VERSION: ClassVar[int] = RECIPE_SCHEMA_VERSION
+
     name: str = "default"
     partitions: int = Field(4, ge=1, le=64)
     validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
@@ -89,14 +104,13 @@ class Recipe(_Strict):
         return hashlib.sha256(canon.encode()).hexdigest()[:12]
 
     def with_tokenizer(self, model_path: str | Path) -> Recipe:
-        from streams.stages.tokenize import tokenizer_version
-
         tok = self.tokenizer.model_copy(update={"model": str(Path(model_path).resolve()),
                                                 "version": tokenizer_version(model_path)})
         return self.model_copy(update={"tokenizer": tok})
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
+        body = {"schema_version": self.SCHEMA_VERSION, **self.to_dict()}
+        Path(path).write_text(yaml.safe_dump(body, sort_keys=False, allow_unicode=True))
 
 
 class RecipeError(ValueError):
@@ -109,6 +123,13 @@ def load_recipe(path: str | Path | None = None) -> Recipe:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise RecipeError(f"cannot read recipe {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"invalid recipe {path}: expected a mapping, got {type(data).__name__}")
+    # the file format's version is not part of the content hash: same stages, same version
+    fmt = data.pop("schema_version", 1)
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or not 1 <= fmt <= RECIPE_SCHEMA_VERSION:
+        raise RecipeError(f"recipe {path}: schema_version {fmt!r} is not supported "
+                          f"(this build reads up to {RECIPE_SCHEMA_VERSION})")
     try:
         recipe = Recipe.model_validate(data)
     except Exception as exc:  # pydantic's ValidationError names every bad field

@@ -1,6 +1,6 @@
 import pytest
 
-from foundry.recipe import Recipe, RecipeError, load_recipe
+from schemas.recipe import Recipe, RecipeError, load_recipe
 
 
 def test_default_recipe_loads_and_version_is_content_hash(tmp_path):
@@ -29,3 +29,27 @@ def test_save_and_reload_keeps_version(tmp_path):
     r = Recipe.model_validate({"curation": [{"op": "toxicity", "threshold": 0.7}]})
     r.save(tmp_path / "r.yaml")
     assert load_recipe(tmp_path / "r.yaml").version == r.version
+
+
+def test_recipe_file_format_is_versioned(tmp_path):
+    from schemas.recipe import RECIPE_SCHEMA_VERSION
+
+    r = Recipe.model_validate({"curation": [{"op": "language"}]})
+    r.save(tmp_path / "r.yaml")
+    assert f"schema_version: {RECIPE_SCHEMA_VERSION}" in (tmp_path / "r.yaml").read_text()
+    newer = tmp_path / "newer.yaml"
+    newer.write_text(f"schema_version: {RECIPE_SCHEMA_VERSION + 1}\nname: x\n")
+    with pytest.raises(RecipeError, match="schema_version"):
+        load_recipe(newer)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    with pytest.raises(RecipeError, match="mapping"):
+        load_recipe(listing)
+
+
+def test_default_recipes_ship_beside_the_contract():
+    from schemas import recipe as contract
+
+    assert contract.DEFAULT_RECIPE.parent == contract.RECIPES_DIR
+    assert {p.name for p in contract.RECIPES_DIR.glob("*.yaml")} >= {"default.yaml", "minimal.yaml"}
+    assert load_recipe(contract.RECIPES_DIR / "minimal.yaml").curation == []
