@@ -38,7 +38,7 @@ def _overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Checkpoints and logs [default: var/trainer/NAMESPACE].")
 @click.option("--export-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="ONNX exports for the density scorer [default: RUN_DIR/export].")
+              help="ONNX exports of the language model, for foundry generate --checkpoint [default: RUN_DIR/export].")
 @click.option("--max-steps", type=int, default=None, help="Stop at this step (counted over the run, resumes included).")
 @click.option("--until-idle", type=float, default=None, metavar="SECONDS",
               help="Stop once no new shard has arrived for SECONDS and every announced shard is trained.")
@@ -55,6 +55,9 @@ def train_command(bootstrap: str, namespace: str, config_path: str, sets: tuple[
     from trainer.shard_feed import FileShardFeed, KafkaShardFeed
     from trainer.value_publisher import JsonlValuePublisher, KafkaValuePublisher
 
+    from telemetry import start_exporter
+
+    start_exporter()
     cfg = load_config(config_path, _overrides(sets))
     run_dir = run_dir or Path("var") / "trainer" / namespace
     feed = FileShardFeed(manifests) if manifests else KafkaShardFeed(bootstrap, namespace)

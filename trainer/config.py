@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -33,8 +33,18 @@ class DataConfig(_Section):
     replay_shards: int = 8  # the replay buffer: this many most recent trained shards
     idle_round_docs: int = 256  # documents of a replay-only round (no new shard yet)
     replay_when_idle: bool = True  # train on the replay buffer while no new shard has arrived
-    heldout_shards: int = 1  # the first N shards of a run are the held-out set, never trained on
-    heldout_max_rows: int = 64
+    # Where the held-out documents come from (never trained on either way):
+    #   first_shards: the first ``heldout_shards`` shards a run is announced;
+    #   reserved: a fixed sample of every source: documents whose content-hash draw in [0, 1)
+    #     is below reserve_probe are the value probe, those in [reserve_probe, reserve_probe +
+    #     reserve_eval) the evaluation set; training reads leave both out (trainer/shard_reader.py).
+    # Either way the probe (value scores, rollback checks) and the evaluation set (held-out loss)
+    # are disjoint documents, so what steers training is never what measures it.
+    heldout_from: Literal["first_shards", "reserved"] = "first_shards"
+    heldout_shards: int = 1  # first_shards: this many shards; the first documents fill the probe rows
+    heldout_max_rows: int = 64  # rows of the evaluation set
+    reserve_probe: float = Field(0.01, ge=0.0, lt=0.5)
+    reserve_eval: float = Field(0.02, ge=0.0, lt=0.5)
     max_doc_tokens: int = 8192  # longer documents are cut
     # trainer-side pruning: cut the 2nd and later copies of any span of >= k tokens repeated inside a
     # training document (streams/budget/token_prune.py); skipped tokens cost no compute. 0 = off
@@ -43,6 +53,19 @@ class DataConfig(_Section):
     loader_kind: Literal["thread", "process"] = "thread"
     prefetch_rows: int = 512  # rows built ahead of the training step
     verify_sha256: bool = True
+
+    @model_validator(mode="after")
+    def _reserved_sample_is_not_empty(self) -> "DataConfig":
+        if self.heldout_from == "reserved" and (self.reserve_probe <= 0 or self.reserve_eval <= 0):
+            raise ValueError("heldout_from: reserved needs reserve_probe > 0 and reserve_eval > 0")
+        return self
+
+    def reserved_fraction(self) -> float:
+        """Share of every training shard's documents kept out of training (0 with first_shards)."""
+        return self.reserve_probe + self.reserve_eval if self.heldout_from == "reserved" else 0.0
+
+    def heldout_shard_count(self) -> int:
+        return self.heldout_shards if self.heldout_from == "first_shards" else 0
 
 
 class OptimConfig(_Section):
@@ -87,7 +110,7 @@ class CheckpointConfig(_Section):
 
 
 class ExportConfig(_Section):
-    every: int = 1000  # ONNX export for the density scorer; 0 = never
+    every: int = 1000  # ONNX export of the language model (what `foundry generate --checkpoint` samples); 0 = never
     opset: int = 17
     check: bool = True  # load it in onnxruntime and compare logits before publishing
 
@@ -96,7 +119,7 @@ class ValueConfig(_Section):
     enabled: bool = True
     every: int = 1  # score the documents of every k-th step (1 = every trained document)
     direction_every: int = 25  # refresh the held-out gradient direction every k steps
-    probe_rows: int = 8  # held-out rows for the direction
+    probe_rows: int = 8  # probe rows for the direction (disjoint from the evaluation rows: data.heldout_from)
     epsilon: float = 1e-2  # finite-difference step along the unit held-out gradient
     difference: Literal["central", "forward"] = "central"  # forward: one extra forward pass instead of two
     publish_every: int = 50  # steps between ValueScore batches

@@ -1,45 +1,106 @@
-"""The fixed held-out set: the run's first shards, packed once into rows in file order."""
+"""The run's fixed held-out rows: a value probe and, disjoint from it, an evaluation set.
+
+The probe steers training (value scores' held-out gradient, the schedule's
+rollback check); the evaluation set only measures it (held-out loss). They
+never share a document, so the loss that is reported is not the one the
+value scores optimize.
+
+Where the documents come from (``data.heldout_from``):
+
+* ``first_shards``: the documents of the run's first ``heldout_shards`` shards, in
+  announcement and tar order; the first ones fill the probe rows, the rest the
+  evaluation rows.
+* ``reserved``: the reserved sample of the training shards announced so far (in
+  order): documents with ``reserve_draw < reserve_probe`` fill the probe, those in
+  ``[reserve_probe, reserve_probe + reserve_eval)`` the evaluation set. Training
+  reads leave both out. The sets are filled once, at the first step, from the shards
+  announced by then (the run's checkpoints keep the rows, so a resume uses the same ones).
+
+Documents are packed back to back, each followed by the boundary token; a
+trailing partial row is dropped. Unreadable shards only shrink the sets.
+"""
 from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from trainer.config import DataConfig
 from trainer.model import token_losses
-from trainer.shard_reader import ShardReader
+from trainer.shard_reader import Doc, ShardReader
 from trainer.shard_stream import ManifestEntry
 
 
-def heldout_rows(entries: list[ManifestEntry], reader: ShardReader, *, block_size: int, sep_id: int,
-                 max_rows: int) -> torch.Tensor:
-    """Pack the held-out shards' documents (each followed by the boundary token) into rows.
+@dataclass
+class HeldoutSets:
+    probe: torch.Tensor  # (rows, block_size + 1) token ids
+    eval: torch.Tensor
+    probe_docs: int = 0
+    eval_docs: int = 0
 
-    Deterministic: shard order of announcement, document order of the tar; a
-    trailing partial row is dropped. Shards that cannot be read are left out.
-    """
-    row_len = block_size + 1
-    parts: list[np.ndarray] = []
-    total = 0
-    need = max_rows * row_len
-    sep = np.array([sep_id], dtype=np.int64)
+
+class _Packer:
+    """Collects whole documents until ``max_rows`` rows of ``row_len`` tokens are full."""
+
+    def __init__(self, row_len: int, max_rows: int, sep_id: int):
+        self.row_len, self.max_rows, self.sep_id = row_len, max_rows, sep_id
+        self.parts: list[np.ndarray] = []
+        self.total = 0
+        self.docs = 0
+
+    @property
+    def full(self) -> bool:
+        return self.total >= self.max_rows * self.row_len
+
+    def add(self, tokens: np.ndarray) -> None:
+        self.parts.append(tokens.astype(np.int64))
+        self.parts.append(np.array([self.sep_id], dtype=np.int64))
+        self.total += tokens.size + 1
+        self.docs += 1
+
+    def rows(self) -> torch.Tensor:
+        if self.total < self.row_len or self.max_rows <= 0:
+            return torch.zeros((0, self.row_len), dtype=torch.int64)
+        flat = np.concatenate(self.parts)
+        n_rows = min(self.max_rows, flat.size // self.row_len)
+        return torch.from_numpy(flat[:n_rows * self.row_len].reshape(n_rows, self.row_len).copy())
+
+
+def _docs_of(entries: Iterable[ManifestEntry], reader: ShardReader) -> Iterator[Doc]:
     for entry in entries:
         m = entry.manifest
         try:
-            docs = reader.get(m.path, m.shard, m.sha256).docs
+            docs = reader.get(m.path, m.shard, m.sha256).docs  # whole: no repeat cut, no reserve cut
         except Exception:  # noqa: BLE001 - an unreadable held-out shard only shrinks the set
             continue
-        for doc in docs:
-            parts.append(doc.tokens.astype(np.int64))
-            parts.append(sep)
-            total += doc.tokens.size + 1
-            if total >= need:
-                break
-        if total >= need:
+        yield from docs
+
+
+def heldout_sets(entries: Iterable[ManifestEntry], reader: ShardReader, data: DataConfig, *, block_size: int,
+                 sep_id: int, probe_rows: int) -> HeldoutSets:
+    """Build the probe and evaluation rows from ``entries`` (held-out shards, or training shards
+    for the reserved sample) as ``data.heldout_from`` says; see the module docstring."""
+    row_len = block_size + 1
+    probe = _Packer(row_len, probe_rows, sep_id)
+    evals = _Packer(row_len, data.heldout_max_rows, sep_id)
+    reserved = data.heldout_from == "reserved"
+    for doc in _docs_of(entries, reader):
+        if probe.full and evals.full:
             break
-    if total < row_len:
-        return torch.zeros((0, row_len), dtype=torch.int64)
-    flat = np.concatenate(parts)
-    n_rows = min(max_rows, flat.size // row_len)
-    return torch.from_numpy(flat[:n_rows * row_len].reshape(n_rows, row_len).copy())
+        if reserved:
+            if doc.draw < data.reserve_probe:
+                target = probe
+            elif doc.draw < data.reserve_probe + data.reserve_eval:
+                target = evals
+            else:
+                continue
+        else:
+            target = evals if probe.full else probe
+        if not target.full:
+            target.add(doc.tokens)
+    return HeldoutSets(probe.rows(), evals.rows(), probe.docs, evals.docs)
 
 
 @torch.no_grad()

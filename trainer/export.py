@@ -1,9 +1,14 @@
-"""ONNX export of the current model for the density scorer, written so it can hot-reload.
+"""ONNX export of the trainer's language model, written so a reader can hot-reload it.
 
-Every export is a new, versioned file ``density-{model_version}.onnx``: it is
+What reads it today: the model-samples source (``streams/sources/model_samples.py``,
+``foundry generate --checkpoint``), which samples documents from the newest export
+with onnxruntime. No curation stage scores with it (the density operator has its own
+byte-level model, ``models/density/``).
+
+Every export is a new, versioned file ``lm-{model_version}.onnx``: it is
 written under a temporary name, fsynced, checked in onnxruntime against the
 torch logits, and only then renamed into place. After that ``latest.json`` is
-replaced atomically; it names the file and says how to feed it. A scorer that
+replaced atomically; it names the file and says how to feed it. A reader that
 polls ``latest.json`` therefore never opens a half-written or unchecked model.
 
 Graph: input ``tokens`` int64 (batch, time), time <= block_size; output
@@ -24,6 +29,9 @@ import numpy as np
 import torch
 
 from trainer.checkpoint import atomic_write_bytes, fsync_dir
+
+
+EXPORT_PREFIX = "lm-"
 
 
 class ExportError(RuntimeError):
@@ -54,7 +62,7 @@ def export_onnx(model: torch.nn.Module, out_dir: Path, model_version: str, *, me
     vocab = cpu_model.vocab_size
     gen = torch.Generator().manual_seed(0)
     example = torch.randint(0, vocab, (2, min(block, 16)), generator=gen)
-    final = out_dir / f"density-{model_version}.onnx"
+    final = out_dir / f"{EXPORT_PREFIX}{model_version}.onnx"
     tmp = out_dir / f".{final.name}.tmp"
     try:
         with warnings.catch_warnings():
@@ -77,7 +85,7 @@ def export_onnx(model: torch.nn.Module, out_dir: Path, model_version: str, *, me
                    input="tokens", output="logits", block_size=block, model_vocab=vocab,
                    boundary_token=vocab - 1, check_max_abs_diff=diff)
     atomic_write_bytes(out_dir / "latest.json", (json.dumps(pointer, indent=2) + "\n").encode())
-    exports = sorted(out_dir.glob("density-*.onnx"), key=lambda p: p.stat().st_mtime)
+    exports = sorted(out_dir.glob(f"{EXPORT_PREFIX}*.onnx"), key=lambda p: p.stat().st_mtime)
     for old in exports[:-max(keep, 1)]:
         if old != final:
             old.unlink(missing_ok=True)
@@ -85,7 +93,7 @@ def export_onnx(model: torch.nn.Module, out_dir: Path, model_version: str, *, me
 
 
 def read_latest(out_dir: Path) -> dict[str, Any] | None:
-    """The pointer a density scorer polls (None before the first export)."""
+    """The pointer a reader of the exports polls (None before the first export)."""
     try:
         return json.loads((Path(out_dir) / "latest.json").read_text())
     except (OSError, ValueError):

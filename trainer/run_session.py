@@ -21,7 +21,7 @@ import torch
 from trainer.batching import Batch, RowPrefetcher, collate
 from trainer.checkpoint import CheckpointStore, atomic_write_bytes
 from trainer.config import TrainerConfig
-from trainer.evaluation import heldout_loss, heldout_rows
+from trainer.evaluation import HeldoutSets, heldout_loss, heldout_sets
 from trainer.event_log import EventLog
 from trainer.export import export_onnx
 from trainer.model import GPT, configure_optimizer, token_losses
@@ -82,17 +82,18 @@ class RunSession:
         self.train_tokens = 0
         self.train_flops = 0
         self.flops_per_token = self.model.flops_per_token()
-        self.log = ManifestLog(cfg.data.heldout_shards)
+        self.log = ManifestLog(cfg.data.heldout_shard_count())
         self.next_offset = info.start_offset
         self.position: StreamPosition | None = None  # after the last trained batch
         self.reader = ShardReader(workers=cfg.data.loader_workers, kind=cfg.data.loader_kind,
                                   capacity=cfg.data.replay_shards + cfg.data.heldout_shards
                                   + cfg.data.loader_workers + 4,
                                   verify_sha256=cfg.data.verify_sha256, vocab_size=info.vocab_size,
-                                  max_doc_tokens=cfg.data.max_doc_tokens, skip_repeats_k=cfg.data.skip_repeats_k)
+                                  max_doc_tokens=cfg.data.max_doc_tokens, skip_repeats_k=cfg.data.skip_repeats_k,
+                                  reserve_below=cfg.data.reserved_fraction())
         self.stream: RowStream | None = None
         self.prefetcher: RowPrefetcher | None = None
-        self.heldout: torch.Tensor | None = None
+        self.heldout: HeldoutSets | None = None  # probe rows (steer) and evaluation rows (measure)
         self.scorer: ValueScorer | None = None
         self._window = {"t0": time.perf_counter(), "wait0": 0.0, "tokens": 0, "loss": 0.0, "n": 0}
         self.resumed_from: int | None = None
@@ -112,6 +113,9 @@ class RunSession:
         self.next_offset = state["next_offset"]
         self.position = StreamPosition.from_dict(state["stream"])
         self.good_probe_loss = state.get("good_probe_loss")
+        if state.get("heldout") is not None:  # the same rows as before the restart
+            h = state["heldout"]
+            self.heldout = HeldoutSets(h["probe"], h["eval"], h.get("probe_docs", 0), h.get("eval_docs", 0))
         torch.set_rng_state(state["rng"]["torch"])
         if torch.cuda.is_available() and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -158,16 +162,16 @@ class RunSession:
 
     # -- one step -------------------------------------------------------------------------
     def _ensure_heldout(self) -> None:
-        if self.heldout is not None:
-            return
-        d = self.cfg.data
-        self.heldout = heldout_rows(self.log.heldout, self.reader, block_size=self.cfg.model.block_size,
-                                    sep_id=self.sep_id, max_rows=d.heldout_max_rows)
-        self.events.emit("heldout", shards=[e.manifest.shard for e in self.log.heldout],
-                         rows=int(self.heldout.shape[0]))
-        if self.cfg.value.enabled and self.heldout.shape[0] > 0:
-            probe = self.heldout[:self.cfg.value.probe_rows].to(self.device)
-            self.scorer = ValueScorer(self.model, probe, self.cfg.value.epsilon)
+        if self.heldout is None:
+            d = self.cfg.data
+            entries = self.log.heldout if d.heldout_from == "first_shards" else self.log.train_entries()
+            self.heldout = heldout_sets(entries, self.reader, d, block_size=self.cfg.model.block_size,
+                                        sep_id=self.sep_id, probe_rows=self.cfg.value.probe_rows)
+            self.events.emit("heldout", heldout_from=d.heldout_from, shards=[e.manifest.shard for e in entries],
+                             probe_rows=int(self.heldout.probe.shape[0]), probe_docs=self.heldout.probe_docs,
+                             eval_rows=int(self.heldout.eval.shape[0]), eval_docs=self.heldout.eval_docs)
+        if self.scorer is None and self.cfg.value.enabled and self.heldout.probe.shape[0] > 0:
+            self.scorer = ValueScorer(self.model, self.heldout.probe.to(self.device), self.cfg.value.epsilon)
 
     def train_step(self, rows: list[Row]) -> dict[str, Any]:
         self._ensure_heldout()
@@ -223,11 +227,11 @@ class RunSession:
         return {"loss": loss, "lr": lr, "skipped": decision.skip, "batch": batch}
 
     def probe_loss(self) -> float | None:
-        """Held-out loss on the probe rows (the first rows of the held-out set)."""
+        """Loss on the probe rows (what steers training; never the evaluation rows)."""
         self._ensure_heldout()
-        if self.heldout.shape[0] == 0:
+        if self.heldout.probe.shape[0] == 0:
             return None
-        return heldout_loss(self.model, self.heldout[:self.cfg.value.probe_rows],
+        return heldout_loss(self.model, self.heldout.probe,
                             micro_batch_rows=self.cfg.data.micro_batch_rows, device=self.device,
                             autocast=self.autocast)
 
@@ -279,7 +283,7 @@ class RunSession:
 
     def evaluate(self) -> float:
         self._ensure_heldout()
-        loss = heldout_loss(self.model, self.heldout, micro_batch_rows=self.cfg.data.micro_batch_rows,
+        loss = heldout_loss(self.model, self.heldout.eval, micro_batch_rows=self.cfg.data.micro_batch_rows,
                             device=self.device, autocast=self.autocast)
         self.events.emit("eval", step=self.step, heldout_loss=loss, train_tokens=self.train_tokens,
                          train_flops=float(self.train_flops))
@@ -309,6 +313,9 @@ class RunSession:
             "next_offset": self.next_offset,
             "stream": (self.position or StreamPosition(rng_state=np.random.PCG64(self.cfg.data.seed).state)).to_dict(),
             "consumed_through_offset": self._consumed_through_offset(),
+            "heldout": None if self.heldout is None else {
+                "probe": self.heldout.probe.cpu(), "eval": self.heldout.eval.cpu(),
+                "probe_docs": self.heldout.probe_docs, "eval_docs": self.heldout.eval_docs},
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                     "numpy": np.random.get_state(), "python": random.getstate()},

@@ -15,6 +15,12 @@ occurred earlier in the same document cut out (:func:`streams.budget.token_prune
 A cut token costs no compute at all, where a loss-masked one would still cost its
 forward and backward pass. The cut depends on the document's tokens only, so the
 stream stays deterministic and resumable; held-out shards are read whole.
+
+Reserved held-out sample (``data.heldout_from: reserved``): every document gets a
+draw in [0, 1) from a salted hash of its content hash (:func:`reserve_draw`), so
+the same text lands on the same side in every run, in every shard and from every
+source. Training reads leave out the documents whose draw is below the reserved
+fraction; :mod:`trainer.evaluation` builds the probe and evaluation rows from them.
 """
 from __future__ import annotations
 
@@ -39,11 +45,22 @@ class ShardError(RuntimeError):
     """A shard that cannot be used: missing, damaged, or not of the run's vocabulary."""
 
 
+RESERVE_SALT = b"heldout-reserve/v1:"  # its own salt: independent of any other use of the content hash
+
+
+def reserve_draw(meta: dict[str, Any], tokens: np.ndarray) -> float:
+    """A uniform number in [0, 1) fixed by the document's content (its content hash, else its token ids)."""
+    key = meta.get("content_hash")
+    data = str(key).encode() if key else np.ascontiguousarray(tokens, dtype=np.int64).tobytes()
+    return int.from_bytes(hashlib.blake2b(RESERVE_SALT + data, digest_size=8).digest(), "big") / 2.0 ** 64
+
+
 @dataclass
 class Doc:
     key: str
     tokens: np.ndarray  # 1-d, the shard's integer dtype
     meta: dict[str, Any] = field(default_factory=dict)
+    draw: float = 1.0  # reserve_draw of the document as stored (before any cut)
 
     @property
     def doc_id(self) -> str:
@@ -62,14 +79,17 @@ class ShardDocs:
     skipped: int = 0  # documents left out (ids outside the vocabulary, empty)
     tokens_read: int = 0  # tokens of ``docs`` as read (after the max_doc_tokens cut, before skip_repeats)
     repeat_tokens_skipped: int = 0  # of those, repeated-span tokens cut out (skip_repeats_k)
+    reserved: int = 0  # documents left out as the reserved held-out sample (draw < reserve_below)
 
 
 def read_shard(path: str, *, shard: str = "", sha256: str | None = None, vocab_size: int | None = None,
-               max_doc_tokens: int = 0, skip_repeats_k: int = 0) -> ShardDocs:
+               max_doc_tokens: int = 0, skip_repeats_k: int = 0, reserve_below: float = 0.0) -> ShardDocs:
     """Read and check one shard. Raises :class:`ShardError` when it cannot be used.
 
     ``skip_repeats_k > 0``: each document comes back without the repeats of its spans of
     ``k`` or more tokens (see the module docstring); ``repeat_tokens_skipped`` counts them.
+    ``reserve_below > 0``: documents whose :func:`reserve_draw` is below it are left out
+    (counted in ``reserved``); they are the reserved held-out sample.
     """
     try:
         with open(path, "rb") as fh:
@@ -81,7 +101,7 @@ def read_shard(path: str, *, shard: str = "", sha256: str | None = None, vocab_s
         if got != sha256:
             raise ShardError(f"shard {path}: sha256 {got} does not match the manifest's {sha256}")
     docs: list[Doc] = []
-    skipped = n_read = n_cut = 0
+    skipped = n_read = n_cut = n_reserved = 0
     try:
         for sample in wds.tarfile_samples([{"url": path, "stream": io.BytesIO(data)}]):
             raw_tokens = sample.get(TOKENS_EXT)
@@ -93,37 +113,43 @@ def read_shard(path: str, *, shard: str = "", sha256: str | None = None, vocab_s
             if tokens.size == 0 or (vocab_size is not None and int(tokens.max()) >= vocab_size):
                 skipped += 1
                 continue
+            draw = reserve_draw(meta, tokens)
+            if draw < reserve_below:
+                n_reserved += 1
+                continue
             if max_doc_tokens and tokens.size > max_doc_tokens:
                 tokens = tokens[:max_doc_tokens]
             n_read += int(tokens.size)
             if skip_repeats_k > 0:
                 tokens, n = skip_repeats(tokens, skip_repeats_k)
                 n_cut += n
-            docs.append(Doc(key=sample["__key__"], tokens=tokens, meta=meta))
+            docs.append(Doc(key=sample["__key__"], tokens=tokens, meta=meta, draw=draw))
     except ShardError:
         raise
     except Exception as exc:  # a damaged tar or npy
         raise ShardError(f"shard {path} is damaged: {type(exc).__name__}: {exc}") from None
     return ShardDocs(shard=shard or path.rsplit("/", 1)[-1], path=path, docs=docs, skipped=skipped,
-                     tokens_read=n_read, repeat_tokens_skipped=n_cut)
+                     tokens_read=n_read, repeat_tokens_skipped=n_cut, reserved=n_reserved)
 
 
 class ShardReader:
     """Decodes shards on ``workers`` threads or processes and keeps the recent ones in memory.
 
     ``prefetch`` starts reading a shard the stream will need soon; ``get`` waits for it.
-    ``workers=0`` reads inline (no pool). ``skip_repeats_k`` applies to the shards asked
-    for with ``training=True`` (the row stream's); the held-out set asks without it.
+    ``workers=0`` reads inline (no pool). ``skip_repeats_k`` and ``reserve_below`` apply to
+    the shards asked for with ``training=True`` (the row stream's); the held-out set asks
+    without them and gets every document whole.
     """
 
     def __init__(self, *, workers: int = 2, kind: str = "thread", capacity: int = 16,
                  verify_sha256: bool = True, vocab_size: int | None = None, max_doc_tokens: int = 0,
-                 skip_repeats_k: int = 0):
+                 skip_repeats_k: int = 0, reserve_below: float = 0.0):
         self.capacity = max(capacity, 1)
         self.verify_sha256 = verify_sha256
         self.vocab_size = vocab_size
         self.max_doc_tokens = max_doc_tokens
         self.skip_repeats_k = max(int(skip_repeats_k), 0)
+        self.reserve_below = max(float(reserve_below), 0.0)
         self._pool: Executor | None = None
         if workers > 0:
             if kind == "process":
@@ -134,12 +160,14 @@ class ShardReader:
             else:
                 self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shard-reader")
         self._lock = threading.Lock()
-        self._cache: OrderedDict[tuple[str, int], Future] = OrderedDict()  # (path, skip_repeats_k) -> read
+        self._cache: OrderedDict[tuple[str, bool], Future] = OrderedDict()  # (path, training) -> read
         self.reads = 0  # shards decoded (for tests: no shard is read twice while cached)
 
-    def _submit(self, path: str, shard: str, sha256: str | None, skip_k: int) -> Future:
+    def _submit(self, path: str, shard: str, sha256: str | None, training: bool) -> Future:
         kwargs = dict(shard=shard, sha256=sha256 if self.verify_sha256 else None,
-                      vocab_size=self.vocab_size, max_doc_tokens=self.max_doc_tokens, skip_repeats_k=skip_k)
+                      vocab_size=self.vocab_size, max_doc_tokens=self.max_doc_tokens,
+                      skip_repeats_k=self.skip_repeats_k if training else 0,
+                      reserve_below=self.reserve_below if training else 0.0)
         self.reads += 1
         if self._pool is None:
             fut: Future = Future()
@@ -151,7 +179,8 @@ class ShardReader:
         return self._pool.submit(read_shard, path, **kwargs)
 
     def prefetch(self, path: str, shard: str = "", sha256: str | None = None, *, training: bool = False) -> Future:
-        key = (path, self.skip_repeats_k if training else 0)
+        # a training read differs only when it cuts something: otherwise both share one read
+        key = (path, bool(training) and (self.skip_repeats_k > 0 or self.reserve_below > 0))
         with self._lock:
             fut = self._cache.get(key)
             if fut is None:

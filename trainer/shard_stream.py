@@ -103,6 +103,11 @@ class ManifestLog:
         with self.cond:
             return self._train[seq]
 
+    def train_entries(self) -> list[ManifestEntry]:
+        """The training shards still in the log, in announcement order."""
+        with self.cond:
+            return [self._train[seq] for seq in sorted(self._train)]
+
     def heldout_ready(self) -> bool:
         with self.cond:
             return len(self.heldout) >= self.heldout_target

@@ -1,4 +1,4 @@
-"""ONNX handoff to the density scorer, and atomic checkpoint files."""
+"""ONNX export of the language model (read by the model-samples source), and atomic checkpoint files."""
 from __future__ import annotations
 
 import json
@@ -41,7 +41,7 @@ def test_trainer_exports_every_m_steps(tmp_path, make_shards, trainer_config):
     ms = make_shards(n_shards=4)
     cfg = trainer_config(export={"every": 10}, checkpoint={"every": 0})
     Trainer(cfg, tmp_path / "run", ListShardFeed(ms), MemoryValuePublisher(), max_steps=20).run()
-    files = sorted(p.name for p in (tmp_path / "run" / "export").glob("density-*.onnx"))
+    files = sorted(p.name for p in (tmp_path / "run" / "export").glob("lm-*.onnx"))
     assert [f.rsplit("-s", 1)[1] for f in files] == ["000000010.onnx", "000000020.onnx"]
     latest = json.loads((tmp_path / "run" / "export" / "latest.json").read_text())
     assert latest["step"] == 20 and latest["tokenizer_version"] == "tok-test"

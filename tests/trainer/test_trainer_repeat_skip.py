@@ -7,7 +7,8 @@ import json
 
 import numpy as np
 
-from trainer.evaluation import heldout_rows
+from trainer.config import DataConfig
+from trainer.evaluation import heldout_sets
 from trainer.loop import Trainer
 from trainer.shard_feed import ListShardFeed
 from trainer.shard_reader import ShardReader, read_shard
@@ -84,7 +85,8 @@ def test_row_stream_trains_the_cut_documents_counts_the_skip_and_keeps_the_heldo
     assert pos.repeat_tokens_read == 3 * (58 + 3 * 20)
     assert [e["repeat_tokens_skipped"] for e in stream.events if e["event"] == "round"] == [36, 36, 36]
     # the held-out set is real text as it is: nothing is cut from it
-    held = heldout_rows(log.heldout, reader, block_size=16, sep_id=VOCAB, max_rows=100)
+    held = heldout_sets(log.heldout, reader, DataConfig(heldout_max_rows=100), block_size=16, sep_id=VOCAB,
+                        probe_rows=0).eval
     assert held.numel() == (58 + 1 + 3 * 21) // 17 * 17
 
 
