@@ -172,7 +172,7 @@ def _register_optional() -> None:
     for module, names in (("foundry.cli_kafka", ["kafka"]), ("foundry.score", ["score"]),
                           ("trainer.cli", ["train"]),
                           ("foundry.cli_sources", ["crawl", "generate", "ingest"]),
-                          ("foundry.cli_replay", ["replay", "archive", "diff"]),
+                          ("foundry.cli_replay", ["replay", "archive", "diff"]), ("foundry.cli_audit", ["audit"]),
                           ("streams.budget.cli", ["budget", "budget-report"])):
         try:
             mod = importlib.import_module(module)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from foundry.audit import audit_ids
 from schemas.recipe import Recipe
 
 BAD_LINES = {
@@ -84,15 +85,10 @@ def shard_keys(out_dir: Path) -> Counter:
 
 
 def assert_exactly_once(out_dir: Path, expected: dict[str, str | None]) -> None:
+    """``foundry audit``'s check, keyed by the corpus's ids, then the expected reasons and the tars."""
+    report = audit_ids(out_dir, expected)
+    assert report.ok, report.text()
     ids, rows = read_outcomes(out_dir)
-    sharded = Counter(ids)
-    ledgered = Counter(r["id"] for r in rows)
-    assert not [i for i, c in sharded.items() if c > 1], "a document was sharded twice"
-    assert not [i for i, c in ledgered.items() if c > 1], "a document is in the ledger twice"
-    assert not set(sharded) & set(ledgered), "a document is both sharded and rejected"
-    assert set(sharded) | set(ledgered) == set(expected), (
-        f"missing: {sorted(set(expected) - set(sharded) - set(ledgered))[:10]}, "
-        f"unexpected: {sorted((set(sharded) | set(ledgered)) - set(expected))[:10]}")
     by_id = {r["id"]: r for r in rows}
     for doc_id, reason in expected.items():
         if reason is not None:
