@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from trainer.cli import _overrides  # noqa: E402
+from foundry.cli_train import _overrides  # noqa: E402
 from trainer.config import TrainerConfig, load_config  # noqa: E402
 from trainer.loop import Trainer  # noqa: E402
 from trainer.model import GPT, configure_optimizer, token_losses  # noqa: E402

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import click
 
+from foundry.cli_audit import audit
+from foundry.cli_budget import budget, budget_report
 from foundry.cli_common import (DEFAULT_BOOTSTRAP, _recipe, bootstrap_opt, namespace_opt,  # noqa: F401
                                  raw_topic_opt, recipe_opt)
+from foundry.cli_kafka import kafka
+from foundry.cli_replay import archive, diff, replay
+from foundry.cli_sources import crawl, generate, ingest
+from foundry.cli_train import train_command
+from foundry.score import score
 
 
 @click.group()
@@ -165,29 +172,11 @@ def run(bootstrap, namespace, recipe_path, raw_topic, corpus, n_generated, seed,
     click.echo(f"shards are in {summary.out_dir}/shards")
 
 
-def _register_optional() -> None:
-    """Commands that live beside their subsystem."""
-    import importlib
-
-    for module, names in (("foundry.cli_kafka", ["kafka"]), ("foundry.score", ["score"]),
-                          ("trainer.cli", ["train"]),
-                          ("foundry.cli_sources", ["crawl", "generate", "ingest"]),
-                          ("foundry.cli_replay", ["replay", "archive", "diff"]), ("foundry.cli_audit", ["audit"]),
-                          ("streams.budget.cli", ["budget", "budget-report"])):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith(module.split(".")[0]) and exc.name == module:
-                continue  # not built yet
-            raise
-        for n in names:
-            attr = n.replace("-", "_")
-            cmd = getattr(mod, attr, None) or getattr(mod, attr + "_command", None)
-            if cmd is not None:
-                main.add_command(cmd, n)
-
-
-_register_optional()
+# the commands kept in their own modules of this package
+for _command, _name in ((kafka, "kafka"), (score, "score"), (train_command, "train"), (crawl, "crawl"),
+                        (generate, "generate"), (ingest, "ingest"), (replay, "replay"), (archive, "archive"),
+                        (diff, "diff"), (audit, "audit"), (budget, "budget"), (budget_report, "budget-report")):
+    main.add_command(_command, _name)
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,7 @@ Modules (no heavy imports here; Faust and Kafka clients load only where used):
 * ``reader``      - where the pruning stage gets the current BudgetUpdate (Kafka, a file, memory).
 * ``token_prune`` - trainer-side pruning: repeated token spans inside admitted documents.
 * ``report``      - what pruning removed, by source, language and length.
-* ``cli``         - ``foundry budget`` (runs the agent) and ``foundry budget-report``.
 
-The pruning operator itself is ``streams/stages/budget_prune.py`` (recipe op ``budget_prune``).
+The pruning operator itself is ``streams/stages/budget_prune.py`` (recipe op ``budget_prune``); the
+commands ``foundry budget`` and ``foundry budget-report`` are in ``foundry/cli_budget.py``.
 """

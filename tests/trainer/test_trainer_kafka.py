@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from schemas import ShardManifest, Topics, ValueScore
-from trainer.cli import train_command
+from foundry.cli_train import train_command
 from trainer.synthetic_shards import make_stream
 
 pytestmark = pytest.mark.kafka

@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from trainer.checkpoint import CheckpointStore
-from trainer.cli import train_command
+from foundry.cli_train import train_command
 from trainer.loop import Trainer
 from trainer.shard_feed import ListShardFeed, manifest_line
 from trainer.value_publisher import MemoryValuePublisher
@@ -104,7 +104,7 @@ def test_sigkill_of_the_cli_then_restart(tmp_path, make_shards):
     res = runner.invoke(train_command, args(tmp_path / "full", 30))
     assert res.exit_code == 0, res.output
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "trainer.cli", *args(tmp_path / "killed", 10_000)],
+    proc = subprocess.Popen([sys.executable, "-m", "foundry.cli", "train", *args(tmp_path / "killed", 10_000)],
                             env=env, cwd=REPO)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and max(digests(tmp_path / "killed") or {0: 0}) < 14:

@@ -41,7 +41,7 @@ def _scores(start: int, n: int, seed: int) -> list[ValueScore]:
 
 
 def _start_agent(bootstrap: str, namespace: str, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "streams.budget.cli", "budget", "--bootstrap", bootstrap, "--namespace", namespace,
+    cmd = [sys.executable, "-m", "foundry.cli", "budget", "--bootstrap", bootstrap, "--namespace", namespace,
            "--window-tokens", "20000", "--window-s", "2", "--loglevel", "INFO"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(cmd, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env)

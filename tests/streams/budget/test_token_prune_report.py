@@ -46,7 +46,7 @@ def test_budget_report_command_reads_the_manifest_and_the_ledger(tmp_path):
     import pyarrow.parquet as pq
     from click.testing import CliRunner
 
-    from streams.budget.cli import budget_report
+    from foundry.cli_budget import budget_report
 
     (tmp_path / "manifest").mkdir()
     (tmp_path / "ledger").mkdir()

@@ -1,13 +1,4 @@
-"""``foundry budget`` (runs the budget agent) and ``foundry budget-report`` (what pruning removed).
-
-The lead registers them in ``foundry/cli.py``::
-
-    from streams.budget.cli import budget, budget_report
-    main.add_command(budget)
-    main.add_command(budget_report)
-
-Both also run as ``python -m streams.budget.cli [budget|budget-report] ...``.
-"""
+"""``foundry budget`` (runs the budget agent) and ``foundry budget-report`` (what pruning removed)."""
 from __future__ import annotations
 
 import json
@@ -73,14 +64,3 @@ def budget_report(out_dir: Path, starve_share: float, as_json: bool) -> None:
     rep = removal_report(from_output_dir(out_dir), starve_share=starve_share)
     click.echo(json.dumps(rep, indent=2) if as_json else format_report(rep))
 
-
-@click.group()
-def _main() -> None:
-    """Budget commands (run as a module)."""
-
-
-_main.add_command(budget)
-_main.add_command(budget_report)
-
-if __name__ == "__main__":
-    _main()

@@ -1,4 +1,4 @@
-"""``foundry train``: the continuous trainer's command line."""
+"""``foundry train``: the continuous trainer's command line (the trainer itself is in ``trainer/``)."""
 from __future__ import annotations
 
 import os
@@ -81,6 +81,3 @@ def train_command(bootstrap: str, namespace: str, config_path: str, sets: tuple[
     click.echo(f"stopped ({summary.stop_reason}) at step {summary.final_step}: {summary.steps} steps this run, "
                f"{summary.train_tokens} training tokens, held-out loss {loss}, runs {', '.join(summary.runs) or '-'}")
 
-
-if __name__ == "__main__":
-    train_command()
