@@ -81,6 +81,9 @@ class RunSession:
         self.step = 0
         self.train_tokens = 0
         self.train_flops = 0
+        # value scoring's own compute, beside training's: its extra forward passes (a third of a
+        # training token's FLOPs each) and the probe's forward + backward at every direction refresh
+        self.score_flops = 0
         self.flops_per_token = self.model.flops_per_token()
         self.log = ManifestLog(cfg.data.heldout_shard_count())
         self.next_offset = info.start_offset
@@ -109,6 +112,7 @@ class RunSession:
         self.schedule.load_state_dict(state["schedule"])
         self.ledger.load_state_dict(state["ledger"])
         self.step, self.train_tokens, self.train_flops = state["step"], state["train_tokens"], state["train_flops"]
+        self.score_flops = state.get("score_flops", 0)
         self.log = ManifestLog.from_state(state["manifests"])
         self.next_offset = state["next_offset"]
         self.position = StreamPosition.from_dict(state["stream"])
@@ -204,11 +208,16 @@ class RunSession:
             if self.scorer is not None and step % cfg.value.every == 0:
                 if self.scorer.direction is None or step % cfg.value.direction_every == 0:
                     self.scorer.refresh_direction()
+                    self.score_flops += self.scorer.probe.shape[0] * (self.scorer.probe.shape[1] - 1) \
+                        * self.flops_per_token
                 for k, i in enumerate(range(0, batch.rows, micro)):
                     part = Batch(batch.tokens[i:i + micro], batch.target_doc[i:i + micro], batch.docs,
                                  batch.position)
                     sums, counts = self.scorer.score(part, bases[k])
                     self.ledger.add_partial(part, sums, counts)
+                    passes = 1 if bases[k] is not None else 2
+                    self.score_flops += passes * part.tokens.shape[0] * (part.tokens.shape[1] - 1) \
+                        * self.flops_per_token // 3
                 self.ledger.close_batch(batch, step)
             if cfg.optim.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
@@ -286,7 +295,7 @@ class RunSession:
         loss = heldout_loss(self.model, self.heldout.eval, micro_batch_rows=self.cfg.data.micro_batch_rows,
                             device=self.device, autocast=self.autocast)
         self.events.emit("eval", step=self.step, heldout_loss=loss, train_tokens=self.train_tokens,
-                         train_flops=float(self.train_flops))
+                         train_flops=float(self.train_flops), score_flops=float(self.score_flops))
         return loss
 
     def publish_values(self) -> int:
@@ -309,6 +318,7 @@ class RunSession:
             "ledger": self.ledger.state_dict(),
             "train_tokens": self.train_tokens,
             "train_flops": self.train_flops,
+            "score_flops": self.score_flops,
             "manifests": self.log.state(),
             "next_offset": self.next_offset,
             "stream": (self.position or StreamPosition(rng_state=np.random.PCG64(self.cfg.data.seed).state)).to_dict(),

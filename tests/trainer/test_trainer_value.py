@@ -84,3 +84,25 @@ def test_finite_difference_equals_the_gradient_dot_product():
     # the one-sided difference (base losses from the training pass) agrees to first order
     one_sided, _ = scorer.score(batch, base=losses.detach())
     assert torch.allclose(one_sided / counts, sums / counts, rtol=1e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("difference,every", [("forward", 1), ("central", 1), ("forward", 3)])
+def test_scoring_flops_count_the_extra_passes_and_the_probe_refreshes(tmp_path, make_shards, trainer_config,
+                                                                       difference, every):
+    from trainer.checkpoint import CheckpointStore
+
+    ms = make_shards(n_shards=6, docs_per_shard=30)
+    steps, direction_every = 12, 5
+    cfg = trainer_config(value={"difference": difference, "every": every, "direction_every": direction_every},
+                         adaptive={"enabled": False}, checkpoint={"every": 0})
+    Trainer(cfg, tmp_path / "run", ListShardFeed(ms), MemoryValuePublisher(), max_steps=steps).run()
+    run = next((tmp_path / "run" / "runs").iterdir())
+    state = CheckpointStore(run / "checkpoints").load_latest()
+    model = GPT(cfg.model, VOCAB + 1)
+    fpt, tokens_per_step = model.flops_per_token(), 4 * 32  # micro config: 4 rows of 32 targets, one micro-batch
+    scored = [s for s in range(steps) if s % every == 0]
+    refreshes = len([s for s in scored if s == scored[0] or s % direction_every == 0])
+    passes = 1 if difference == "forward" else 2
+    want = len(scored) * passes * tokens_per_step * fpt // 3 + refreshes * 4 * 32 * fpt
+    assert state["train_flops"] == steps * tokens_per_step * fpt
+    assert state["score_flops"] == want
