@@ -1,7 +1,7 @@
 """Local Apache Kafka (KRaft) launcher: real JVM brokers from Maven Central jars.
 
 No Docker and no download sites: ``fetch_jars`` resolves the broker with Maven
-(``compose/kafka/pom.xml``) into ``$FOUNDRY_CACHE/kafka/<version>/lib`` and
+(``foundry/kafka_assets/pom.xml``) into ``$FOUNDRY_CACHE/kafka/<version>/lib`` and
 ``KafkaCluster`` formats storage and runs ``kafka.Kafka`` processes, one per node,
 each in its own session. Port layout and per-node files: see ``foundry.broker_config``.
 

@@ -21,12 +21,14 @@ import hashlib
 import os
 import secrets
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 KAFKA_VERSION = "4.1.2"
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-KAFKA_ASSETS = REPO_ROOT / "compose" / "kafka"
+# The Maven file and log4j template are package data of `foundry`, so `foundry kafka up`
+# finds them in a wheel install as in a checkout.
+KAFKA_ASSETS = Path(os.fspath(resources.files("foundry").joinpath("kafka_assets")))
 POM = KAFKA_ASSETS / "pom.xml"
 LOG4J_TEMPLATE = KAFKA_ASSETS / "log4j2.properties"
 

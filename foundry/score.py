@@ -151,8 +151,8 @@ def apply_outcome(out: dict[str, Any], op: str, before: CuratedDocument, outcome
 @click.command("score")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--operators", "-o", "operators", default=None,
-              help="comma-separated operator names (default: every registered operator that builds "
-                   "with its default parameters; the others are listed on stderr)")
+              help="comma-separated operator names (default: every registered operator that needs no "
+                   "worker context, so not budget_prune, which needs a broker or a budgets_file)")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, allow_dash=True), default="-",
               show_default=True, help="output JSONL ('-' for stdout)")
 @click.option("--set", "-s", "settings", multiple=True, metavar="OP.PARAM=VALUE",
@@ -163,9 +163,9 @@ def apply_outcome(out: dict[str, Any], op: str, before: CuratedDocument, outcome
 def score(file: str, operators: str | None, out_path: str, settings: tuple[str, ...], batch_size: int,
           show_text: bool, quiet: bool) -> None:
     """Score the records of FILE (JSONL, optionally .gz) with curation operators."""
-    from streams.stages.registry import build_stage, operator_names
+    from streams.stages.registry import build_stage, default_operator_names, operator_names
 
-    names = [n.strip() for n in operators.split(",") if n.strip()] if operators else operator_names()
+    names = [n.strip() for n in operators.split(",") if n.strip()] if operators else default_operator_names()
     if not names:
         raise click.UsageError("no operators given and none registered")
     known = set(operator_names())
@@ -178,12 +178,12 @@ def score(file: str, operators: str | None, out_path: str, settings: tuple[str, 
         try:
             stages[n] = build_stage({"op": n, **params[n]})
         except Exception as exc:  # noqa: BLE001 - a model file missing, bad parameters, ...
+            # Leaving an operator out would look like a result without it: stop instead.
             if operators:
                 raise click.BadParameter(f"{n}: {exc}", param_hint="--operators/--set") from None
-            click.echo(f"skipping operator {n!r}: cannot build it with default parameters: {exc}", err=True)
-    names = [n for n in names if n in stages]
-    if not names:
-        raise click.UsageError("none of the operators could be built")
+            raise click.ClickException(
+                f"operator {n!r} of the default set cannot be built: {exc} "
+                "(a broken install? name the operators to run with --operators)") from None
 
     stats = {n: Counter() for n in names}
     seconds = Counter()

@@ -56,6 +56,14 @@ def operator_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def default_operator_names() -> list[str]:
+    """The operators a tool runs when the user names none (``foundry score``): every registered
+    operator that needs no worker context. Each must build with its default parameters: one
+    that cannot (a model file missing from the install) is an error, never a quiet skip."""
+    _load_all()
+    return sorted(n for n in _REGISTRY if n not in _CONTEXT)
+
+
 def with_context(spec: Mapping[str, Any], context: Mapping[str, Any] | None) -> dict[str, Any]:
     """A copy of the recipe entry with the worker's ``context`` values filled in for the
     context parameters its operator declared, unless the entry sets them (or sets one of the

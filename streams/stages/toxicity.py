@@ -33,6 +33,7 @@ import re
 import threading
 import unicodedata
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,8 @@ from streams.stages.base import ModelScoringStage
 from streams.stages.onnx_session import cpu_session
 from streams.stages.registry import register
 
-MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "toxicity"
+# Package data of `models`, found where the project is installed (see streams/stages/density.py).
+MODEL_DIR = Path(os.fspath(resources.files("models").joinpath("toxicity")))
 
 WINDOW = 256  # characters per window (the labelled training texts are tweets / comments of this size)
 NMAX = 5  # character n-grams of order 1..NMAX

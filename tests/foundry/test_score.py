@@ -140,17 +140,33 @@ def test_show_text_and_stdout(sample):
     assert "cookies" not in page["changes"]["boilerplate_lines"]["text"]
 
 
-def test_default_runs_all_registered_operators(tmp_path):
-    from streams.stages.registry import operator_names
+def test_default_runs_every_operator_that_needs_no_worker_context(tmp_path):
+    from streams.stages.registry import default_operator_names, operator_names
 
     path = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": EN}, {"id": "b", "text": ZH}])
     res = CliRunner().invoke(score, [str(path)])
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.stdout.splitlines()]
-    skipped = {line.split("'")[1] for line in res.stderr.splitlines() if line.startswith("skipping operator")}
-    mine = {"quality_rules", "boilerplate_lines", "language", "near_dedup", "test_length_gate", "digit_ratio"}
-    assert mine <= set(rows[0]["decisions"])
-    assert set(rows[0]["decisions"]) | skipped == set(operator_names())
+    assert "skipping" not in res.stderr
+    mine = {"quality_rules", "boilerplate_lines", "language", "near_dedup", "test_length_gate", "digit_ratio",
+            "density", "toxicity"}  # the shipped models are part of the default set
+    assert mine <= set(rows[0]["decisions"]) == set(default_operator_names())
+    assert set(operator_names()) - set(default_operator_names()) == {"budget_prune"}
+    assert 0 <= rows[0]["scores"]["density"] <= 1 and 0 <= rows[0]["scores"]["toxicity"] <= 1
+
+
+def test_a_default_operator_that_cannot_be_built_is_an_error(tmp_path, monkeypatch):
+    # what a wheel without its model files did: density.json missing
+    import streams.stages.density as density
+
+    monkeypatch.setattr(density, "DEFAULT_PARAMS", tmp_path / "missing" / "density.json")
+    path = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": EN}])
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(score, [str(path), "--out", str(out)])
+    assert res.exit_code == 1 and "'density'" in res.output and "density.json" in res.output
+    assert not out.exists()  # nothing written that would look like a full result
+    res = CliRunner().invoke(score, [str(path), "-o", "density,language"])
+    assert res.exit_code == 2 and "density.json" in res.output
 
 
 def test_bad_arguments(sample):
