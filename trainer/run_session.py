@@ -218,6 +218,7 @@ class RunSession:
                     passes = 1 if bases[k] is not None else 2
                     self.score_flops += passes * part.tokens.shape[0] * (part.tokens.shape[1] - 1) \
                         * self.flops_per_token // 3
+            if self.scorer is not None:  # with value.every > 1 a document may end in an unscored step
                 self.ledger.close_batch(batch, step)
             if cfg.optim.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)

@@ -106,3 +106,19 @@ def test_scoring_flops_count_the_extra_passes_and_the_probe_refreshes(tmp_path, 
     want = len(scored) * passes * tokens_per_step * fpt // 3 + refreshes * 4 * 32 * fpt
     assert state["train_flops"] == steps * tokens_per_step * fpt
     assert state["score_flops"] == want
+
+
+def test_sampled_steps_still_score_documents_that_end_in_an_unscored_step(tmp_path, make_shards, trainer_config):
+    ms = make_shards(n_shards=8, docs_per_shard=20, doc_len=(100, 200))  # a document spans 1-2 steps of 128 tokens
+    cfg = trainer_config(value={"every": 2}, adaptive={"enabled": False})
+    touched: set[str] = set()
+
+    def on_batch(step, batch, out):
+        if step % 2 == 0:
+            touched.update(slot.doc.doc_id for slot in batch.docs)
+
+    pub = MemoryValuePublisher()
+    Trainer(cfg, tmp_path / "run", ListShardFeed(ms), pub, max_steps=40, on_batch=on_batch).run()
+    scored = {r.doc_id for r in pub.records if not r.doc_id.startswith(AGGREGATE_PREFIX)}
+    assert scored <= touched  # only documents with tokens in a scored step
+    assert len(scored) >= 0.9 * len(touched), (len(scored), len(touched))
