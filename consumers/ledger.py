@@ -16,6 +16,8 @@ LEDGER_COLUMNS = ("id", "reason", "stage", "recipe_version", "source", "url", "d
 
 
 class RejectionLedger(PartitionedSink):
+    sink_name = "ledger"
+
     def __init__(self, bootstrap: str, out_dir: str | Path, *, namespace: str = "live", recipe_version: str,
                  max_rows: int = 50_000, timeout_s: float | None = 5.0):
         topics = Topics(namespace=namespace)

@@ -22,6 +22,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from telemetry import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -72,6 +74,8 @@ class PartBuffer:
 
 class PartitionedSink(ABC):
     """Subclasses implement ``decode``, ``key_of``, ``measure``, ``write_part`` and ``recover_partition``."""
+
+    sink_name = "sink"  # the ``sink`` label of its metrics
 
     def __init__(self, bootstrap: str, topic: str, group_id: str, *, max_size: int, max_bytes: int,
                  timeout_s: float | None):
@@ -147,6 +151,7 @@ class PartitionedSink(ABC):
             self.seen.setdefault(partition, set()).update(buf.keys)
             self.parts_written += 1
             self.items_written += len(kept)
+            metrics.record_part(self.sink_name, len(kept))
         self.next_offset[partition] = end
         self.consumer.commit(offsets=[TopicPartition(self.topic, partition, end)], asynchronous=False)
 
@@ -196,6 +201,8 @@ class PartitionedSink(ABC):
             "session.timeout.ms": 10000,  # a killed writer's partitions move on after this
         })
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        if metrics.start_exporter():
+            metrics.start_lag_probe(self.bootstrap, self.group_id, [self.topic])
         last_msg = time.monotonic()
         try:
             while not self._stop:

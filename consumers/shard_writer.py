@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import webdataset as wds
 
 from consumers.partitioned_sink import PartitionedSink, atomic_write, read_part_end, write_part_end
+from telemetry import metrics
 from schemas import CuratedDocument, ShardManifest, Topics
 from schemas.shard_format import MANIFEST_COLUMNS, META_EXT, TOKENS_EXT, part_name, shard_name, token_dtype
 from streams.publisher import RecordPublisher
@@ -36,6 +37,8 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
 
 
 class ShardWriter(PartitionedSink):
+    sink_name = "manifest"
+
     def __init__(self, bootstrap: str, out_dir: str | Path, *, namespace: str = "live", recipe_version: str,
                  vocab_size: int, max_tokens: int = 1 << 20, max_bytes: int = 64 << 20,
                  timeout_s: float | None = 5.0, publish: bool = True):
@@ -120,6 +123,7 @@ class ShardWriter(PartitionedSink):
         atomic_write(part, lambda tmp: pq.write_table(table, tmp))
         write_part_end(part, end_offset)
         self.tokens_written += n_tokens
+        metrics.record_shard(shard_path.stat().st_size, rows["source"], rows["n_tokens"])
         if self.publisher is not None:
             self._announce(part)
 

@@ -30,6 +30,7 @@ from streams.stages.dedup import BloomDeduper
 from streams.stages.registry import build_stage
 from streams.stages.tokenize import SentencePieceTokenizer
 from streams.stages.validate import Validator
+from telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
                     outcomes.append(validator(raw))
                 except SchemaError as err:
                     outcomes.append(_undecodable(ev.message, err, "ingest", version))
+            metrics.record_outcomes("ingest", outcomes)
             await emit(outcomes, keyed_t)
 
     if ingest:
@@ -170,6 +172,7 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
             state.since_snapshot += 1
         flush_run()
         store.maybe_snapshot(partition, state)
+        metrics.observe_partition_state(partition, state.stages)
         return outcomes
 
     curation = [build_stage(s, context) for s in stateless_specs]
@@ -202,6 +205,7 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
                 res = await run(dedup_and_curate, partition, items)
                 outcomes += res
                 parts += [partition] * len(res)
+            metrics.record_outcomes("curate", outcomes)
             await emit(outcomes, tokenized_t, parts)
 
     return app

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from schemas import CuratedDocument, SchemaError
+from telemetry.metrics import operator_timer
 from streams.stages.base import Outcome, Stage
 from streams.stages.dedup import BloomDeduper
 
@@ -72,7 +73,8 @@ class PartitionState:
             live = [i for i, o in enumerate(outcomes) if isinstance(o, CuratedDocument)]
             if not live:
                 break
-            res = stage.process_batch([outcomes[i] for i in live])
+            with operator_timer(stage.name, len(live)):
+                res = stage.process_batch([outcomes[i] for i in live])
             for i, r in zip(live, res):
                 outcomes[i] = r
         return outcomes

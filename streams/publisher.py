@@ -13,6 +13,7 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from schemas import Record
+from telemetry.metrics import PUBLISHED, PUBLISHED_BYTES
 
 
 class BrokerUnavailable(RuntimeError):
@@ -53,6 +54,7 @@ class RecordPublisher:
             check_broker(bootstrap)
         self.topic = topic
         self.stats = PublishStats()
+        self._m_docs, self._m_bytes = PUBLISHED.labels(topic), PUBLISHED_BYTES.labels(topic)
         self.errors: list[str] = []
         self._producer = Producer({
             "bootstrap.servers": bootstrap,
@@ -91,6 +93,8 @@ class RecordPublisher:
                 self._producer.poll(0.1)
         self.stats.sent += 1
         self.stats.bytes += len(value)
+        self._m_docs.inc()
+        self._m_bytes.inc(len(value))
         self._producer.poll(0)
 
     def flush(self, timeout: float = 600.0) -> PublishStats:

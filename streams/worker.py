@@ -9,6 +9,7 @@ import faust
 from schemas.recipe import load_recipe
 from schemas import Topics
 from streams.app import create_app
+from telemetry.metrics import start_exporter, start_lag_probe
 
 
 def legacy_backlog(bootstrap: str, topics: Topics, group: str) -> int:
@@ -39,6 +40,8 @@ def run_worker(recipe_path: str, bootstrap: str, namespace: str = "live", datadi
     os.makedirs(datadir, exist_ok=True)  # Faust creates only the last level
     app = create_app(recipe, bootstrap, namespace=namespace, datadir=datadir, raw_topic=raw_topic, ingest=ingest,
                      compression=compression)
+    if start_exporter():
+        start_lag_probe(bootstrap, topics.worker_group(recipe.version), [topics.raw, topics.keyed])
     loglevel = loglevel.upper()  # logging knows only upper-case names
     logging.basicConfig(level=loglevel)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from telemetry.metrics import observe_trainer_event
+
 CONSOLE = {"run_start", "run_end", "eval", "spike", "skip_batch", "lr_backoff", "batch_grow", "rollback",
            "rollback_unavailable", "rebaseline", "weights_ok", "checkpoint", "resume", "export", "export_failed",
            "shard_skipped", "manifest_skipped", "tokenizer_switch", "train", "stop", "heldout"}
@@ -27,6 +29,7 @@ class EventLog:
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         rec = {"event": event, "time": round(time.time(), 3), **fields}
         self.counts[event] = self.counts.get(event, 0) + 1
+        observe_trainer_event(event, fields)
         self.recent.append(rec)
         if len(self.recent) > 10000:
             del self.recent[:5000]

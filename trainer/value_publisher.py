@@ -12,6 +12,7 @@ from typing import Protocol
 
 from schemas.records import ValueScore
 from schemas.topics import Topics
+from telemetry.metrics import record_value_scores
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class KafkaValuePublisher:
                 except BufferError:  # local queue full: let it drain
                     self._producer.poll(0.1)
             self._producer.poll(0)
+        record_value_scores(records)
 
     def flush(self) -> None:
         left = self._producer.flush(self.flush_timeout_s)

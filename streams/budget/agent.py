@@ -32,6 +32,7 @@ from typing import Any
 
 from schemas import Rejection, SchemaError, Topics, ValueScore
 from streams.budget.allocator import AllocatorConfig, BudgetAllocator
+from telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ def create_budget_app(bootstrap: str, namespace: str = "live", *, config: Alloca
             table[key] = value
         fut = await budgets_t.send(key=namespace.encode("utf-8"), value=update.encode())
         await fut  # delivered before this batch's offsets are acknowledged
+        metrics.record_budget(update)
         rep = alloc.report()
         log.info("budget v%d: %d keys, flagged %s", update.budget_version, len(update.budgets), update.flagged)
         state["last_report"] = rep
@@ -203,6 +205,7 @@ def run_budget_agent(bootstrap: str, namespace: str = "live", *, loglevel: str =
     datadir = kwargs.pop("datadir", None) or os.path.join("var", "faust-budget", f"{namespace}-{os.getpid()}")
     os.makedirs(datadir, exist_ok=True)
     app = create_budget_app(bootstrap, namespace, datadir=datadir, **kwargs)
+    metrics.start_exporter()
     logging.basicConfig(level=loglevel)
     sys.argv = [sys.argv[0], "worker"]  # Faust's worker parses argv; keep ours out of it
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)

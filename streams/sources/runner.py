@@ -124,6 +124,9 @@ class IngestRunner:
         self._snapshot: tuple[int, dict] | None = None  # summary counts at the last checkpoint
 
     def run(self, source: ResumableSource, command: str) -> Summary:
+        from telemetry import start_exporter
+
+        start_exporter()
         summary = Summary(command=command)
         start = time.monotonic()
         bar = None
