@@ -15,6 +15,7 @@ from foundry.cli_common import (DEFAULT_BOOTSTRAP, _recipe, bootstrap_opt, names
 from foundry.cli_kafka import kafka
 from foundry.cli_replay import archive, diff, replay
 from foundry.cli_sources import crawl, generate, ingest
+from foundry.cli_status import status
 from foundry.cli_train import train_command
 from foundry.score import score
 
@@ -142,15 +143,19 @@ def ledger(bootstrap, namespace, recipe_path, out_root, until_idle, stop_at_file
 @click.option("--kafka-home", default=None, help="Start (and afterwards stop) a local broker here if none answers.")
 @click.option("--timeout", default=1800.0, show_default=True)
 @click.option("--workers", default=1, show_default=True, help="Stream worker processes (Faust splits the partitions).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
 def run(bootstrap, namespace, recipe_path, raw_topic, corpus, n_generated, seed, out_root, kafka_home, timeout,
-        workers) -> None:
+        workers, as_json) -> None:
     """Feed a corpus through the whole pipeline until drained, then summarize."""
-    from foundry.run import run_pipeline, summary_text
+    from dataclasses import asdict
+
+    from foundry.run import run_pipeline
     from streams.publisher import BrokerUnavailable, check_broker
+    from telemetry.console import print_summary, waiting
 
     cluster = None
     try:
-        check_broker(bootstrap, timeout=5)
+        check_broker(bootstrap, timeout=5, quiet=True)  # a refusal here is expected: no client log lines
     except BrokerUnavailable:
         if kafka_home is None:
             raise
@@ -158,8 +163,8 @@ def run(bootstrap, namespace, recipe_path, raw_topic, corpus, n_generated, seed,
 
         port = int(bootstrap.rsplit(":", 1)[1])
         cluster = KafkaCluster(Path(kafka_home), port=port)
-        click.echo(f"starting Kafka in {kafka_home} ...")
-        cluster.up()
+        with waiting(f"waiting for the broker (starting Kafka in {kafka_home})"):
+            cluster.up()
     try:
         summary = run_pipeline(bootstrap, _recipe(recipe_path), corpus=list(corpus) or None,
                                n_generated=n_generated, seed=seed, namespace=namespace, out_root=out_root, raw_topic=raw_topic,
@@ -168,14 +173,16 @@ def run(bootstrap, namespace, recipe_path, raw_topic, corpus, n_generated, seed,
         if cluster is not None:
             click.echo("stopping the Kafka broker this run started")
             cluster.down()
-    click.echo(summary_text(summary))
-    click.echo(f"shards are in {summary.out_dir}/shards")
+    print_summary("run summary", asdict(summary), as_json=as_json)
+    if not as_json:
+        click.echo(f"shards are in {summary.out_dir}/shards")
 
 
 # the commands kept in their own modules of this package
 for _command, _name in ((kafka, "kafka"), (score, "score"), (train_command, "train"), (crawl, "crawl"),
                         (generate, "generate"), (ingest, "ingest"), (replay, "replay"), (archive, "archive"),
-                        (diff, "diff"), (audit, "audit"), (budget, "budget"), (budget_report, "budget-report")):
+                        (diff, "diff"), (audit, "audit"), (budget, "budget"), (budget_report, "budget-report"),
+                        (status, "status")):
     main.add_command(_command, _name)
 
 if __name__ == "__main__":
