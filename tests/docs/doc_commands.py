@@ -239,3 +239,48 @@ def check_python(argv: list[str], root: Path = ROOT, where: str = "?") -> list[s
         if choices is not None and value not in choices:
             problems.append(f"{where}: {args[0]}: {value!r} is not one of {choices}")
     return problems
+
+
+# --- YAML: recipes, trainer and factory configs -------------------------------------------
+
+def _contracts() -> list[tuple[str, type]]:
+    from foundry.factory_config import FactoryConfig
+    from schemas.recipe import Recipe
+    from trainer.config import TrainerConfig
+
+    return [("recipe", Recipe), ("trainer config", TrainerConfig), ("factory config", FactoryConfig)]
+
+
+def _field_names(model: type) -> set[str]:
+    return {f.alias or name for name, f in model.model_fields.items()} | set(model.model_fields)
+
+
+def check_yaml(text: str, where: str = "?") -> list[str]:
+    """A YAML block parses and validates against the contract whose fields it uses (a snippet of a
+    recipe, a trainer config or a factory config: every field it leaves out has a default)."""
+    import yaml
+    from pydantic import ValidationError
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return [f"{where}: not valid YAML: {exc}"]
+    if not isinstance(data, dict):
+        return []
+    data = {k: v for k, v in data.items() if k != "schema_version"}  # a recipe file's format version
+    for name, model in _contracts():
+        if set(data) <= _field_names(model):
+            try:
+                model.model_validate(data)
+            except ValidationError as exc:
+                return [f"{where}: invalid {name}: {exc}"]
+            return _check_operators(data, where) if name == "recipe" else []
+    return [f"{where}: fields {sorted(data)} fit no recipe, trainer config or factory config"]
+
+
+def _check_operators(recipe: dict, where: str) -> list[str]:
+    from streams.stages.registry import operator_names
+
+    known = set(operator_names())
+    return [f"{where}: curation op {spec.get('op')!r} is not a registered operator ({', '.join(sorted(known))})"
+            for spec in recipe.get("curation") or [] if spec.get("op") not in known]

@@ -74,6 +74,14 @@ def test_every_command_block_is_checked(page):
 
 
 @pytest.mark.parametrize("page", PAGES, ids=md.page_name)
+def test_yaml_blocks_are_valid_recipes_and_configs(page):
+    text = page.read_text(encoding="utf-8")
+    problems = [p for b in md.fenced_blocks(text) if b.lang in ("yaml", "yml")
+                for p in dc.check_yaml("\n".join(b.lines), f"{md.page_name(page)}:{b.line}")]
+    assert problems == []
+
+
+@pytest.mark.parametrize("page", PAGES, ids=md.page_name)
 def test_links_point_at_existing_files_and_headings(page):
     assert md.check_links(page) == []
 
@@ -244,3 +252,24 @@ def test_extraction_joins_continuations_and_splits_chains():
 def test_commands_outside_a_bash_block_are_flagged(tmp_docs):
     page = _write(tmp_docs, "plain.md", "```\nfoundry train --config tiny\n```\n\n```\nfoundry train (value) 182\n```\n")
     assert len(md.unlabelled_command_blocks(page)) == 1
+
+
+@pytest.mark.parametrize("snippet,needle", [
+    ("curation:\n  - {op: toxicty, threshold: 0.8}\n", "curation op 'toxicty'"),
+    ("curation:\n  - {threshold: 0.8}\n", "invalid recipe"),
+    ("partitions: 0\n", "invalid recipe"),
+    ("data:\n  skip_repeat_k: 16\n", "invalid trainer config"),
+    ("sources:\n  - {kind: files, name: books}\n", "invalid factory config"),
+    ("run_dir: var/x\nworkerz: 2\n", "fit no recipe"),
+    ("curation: [\n", "not valid YAML"),
+])
+def test_yaml_checker_refuses_bad_snippets(snippet, needle):
+    problems = "\n".join(dc.check_yaml(snippet, "snippet"))
+    assert needle in problems, problems
+
+
+def test_yaml_checker_passes_good_snippets():
+    for snippet in ["curation:\n  - {op: toxicity, threshold: 0.8}\n  - {op: budget_prune}\n",
+                    "data:\n  skip_repeats_k: 16\n",
+                    "workers: 2\nsources:\n  - {kind: generator, name: synthetic, rate: 5}\n"]:
+        assert dc.check_yaml(snippet, "snippet") == [], snippet
