@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 RECIPES_DIR = Path(__file__).parent / "recipes"
 DEFAULT_RECIPE = RECIPES_DIR / "default.yaml"
 RECIPE_SCHEMA_VERSION = 1
+PACKAGE_REF = "pkg:"  # tokenizer.model "pkg:<package>/<path>": a file shipped inside an installed package
 
 
 def tokenizer_version(model_path: str | Path) -> str:
@@ -136,10 +139,25 @@ def load_recipe(path: str | Path | None = None) -> Recipe:
         raise RecipeError(f"invalid recipe {path}:\n{exc}") from None
     tok = recipe.tokenizer
     if tok.model:
-        model = Path(tok.model)
-        if not model.is_absolute():
-            model = (path.parent / model).resolve()
+        model = resolve_file_ref(tok.model, path)
         if not model.exists():
             raise RecipeError(f"recipe {path}: tokenizer model {model} does not exist")
         recipe = recipe.with_tokenizer(model)
     return recipe
+
+
+def resolve_file_ref(ref: str, recipe_path: str | Path) -> Path:
+    """Where a file a recipe names is. ``pkg:<package>/<path>`` is inside an installed package,
+    found by name (importlib.resources), so the recipe works from a checkout, a wheel, or a copy
+    of the file anywhere; any other relative path is relative to the recipe's folder."""
+    if not ref.startswith(PACKAGE_REF):
+        model = Path(ref)
+        return model if model.is_absolute() else (Path(recipe_path).parent / model).resolve()
+    package, _, rel = ref[len(PACKAGE_REF):].partition("/")
+    if not package or not rel or ".." in rel.split("/"):
+        raise RecipeError(f"recipe {recipe_path}: {ref!r} is not of the form pkg:<package>/<path>")
+    try:
+        root = resources.files(package)
+    except (ModuleNotFoundError, TypeError):  # TypeError: a module, not a package
+        raise RecipeError(f"recipe {recipe_path}: {ref!r}: no installed package {package!r}") from None
+    return Path(os.fspath(root.joinpath(*rel.split("/"))))

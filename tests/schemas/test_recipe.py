@@ -53,3 +53,25 @@ def test_default_recipes_ship_beside_the_contract():
     assert contract.DEFAULT_RECIPE.parent == contract.RECIPES_DIR
     assert {p.name for p in contract.RECIPES_DIR.glob("*.yaml")} >= {"default.yaml", "minimal.yaml"}
     assert load_recipe(contract.RECIPES_DIR / "minimal.yaml").curation == []
+
+
+def test_a_packaged_tokenizer_reference_resolves_from_any_copy_of_the_recipe(tmp_path):
+    from pathlib import Path
+
+    from schemas.recipe import DEFAULT_RECIPE
+
+    text = DEFAULT_RECIPE.read_text()
+    body = "\n".join("  model: pkg:models/tokenizer/foundry-sp32k-v1.model" if line.startswith("  model:") else line
+                     for line in text.splitlines())
+    copied = tmp_path / "elsewhere" / "mine.yaml"
+    copied.parent.mkdir()
+    copied.write_text(body)
+    default = load_recipe()
+    mine = load_recipe(copied)
+    assert Path(mine.tokenizer.model) == Path(default.tokenizer.model) and mine.version == default.version
+    for bad, why in (("pkg:no_such_package/x.model", "no installed package"), ("pkg:models", "pkg:<package>/<path>"),
+                     ("pkg:models/../x.model", "pkg:<package>/<path>"),
+                     ("pkg:models/tokenizer/missing.model", "does not exist")):
+        copied.write_text(body.replace("pkg:models/tokenizer/foundry-sp32k-v1.model", bad))
+        with pytest.raises(RecipeError, match=why.replace("<", ".").replace(">", ".")):
+            load_recipe(copied)
