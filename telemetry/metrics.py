@@ -169,7 +169,10 @@ def observe_partition_state(partition: int, stages: Iterable[Any], every_s: floa
     _state_seen[partition] = now
     for stage in stages:
         bloom = getattr(stage, "bloom", None)
-        if bloom is not None and hasattr(bloom, "size_in_bits"):
+        if hasattr(stage, "fp_rate_estimate"):  # the dedup stage's chain of filters reports its own
+            BLOOM_FILL.labels(str(partition)).set(stage.fill)
+            BLOOM_FP.labels(str(partition)).set(stage.fp_rate_estimate())
+        elif bloom is not None and hasattr(bloom, "size_in_bits"):
             fill, fp = bloom_estimates(bloom.size_in_bits, getattr(stage, "capacity", 0), bloom.approx_items)
             BLOOM_FILL.labels(str(partition)).set(fill)
             BLOOM_FP.labels(str(partition)).set(fp)
