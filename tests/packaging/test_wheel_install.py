@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.foundry.test_score import EN, ZH
-
 REPO = Path(__file__).resolve().parents[2]
+EN = ("The city council voted on Tuesday to extend the bus network into the northern suburbs, after a "
+      "two-year study found that most residents there drive to work because no route reaches them.")
+ZH = "研究人员在论文中指出，这种新型电池在低温环境下仍能保持百分之八十以上的容量，明显优于目前市场上的同类产品。"
 TOXIC = "you are a stupid worthless idiot and everyone hates you, shut up you moron"
 
 
@@ -62,8 +63,7 @@ def installed(tmp_path_factory) -> dict[str, Path]:
     work = root / "elsewhere"  # outside the repository: nothing resolves against the checkout
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", OMP_NUM_THREADS="1",
-               FOUNDRY_CACHE=env.get("FOUNDRY_CACHE", str(Path.home() / ".cache" / "token-foundry")))
+    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", OMP_NUM_THREADS="1")
     return {"venv": venv, "python": python, "foundry": venv / "bin" / "foundry", "work": work, "env": env,
             "wheel": wheel}
 
