@@ -7,6 +7,7 @@ leaves out is missing here too.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import posixpath
 import re
@@ -92,8 +93,30 @@ def _wheel_files(src: Path, tmp: Path) -> list[str]:
         return [n for n in zf.namelist() if not n.endswith("/") and ".dist-info/" not in n]
 
 
+def ignored(patterns: list[str], rel: str) -> bool:
+    """Whether a .dockerignore leaves ``rel`` out of the build context: the last pattern that
+    matches it or a folder above it decides (``!`` puts it back)."""
+    parts = rel.split("/")
+    out = False
+    for pat in patterns:
+        neg = pat.startswith("!")
+        pat = pat[1:] if neg else pat
+        for i in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:i])
+            if fnmatch.fnmatch(prefix, pat) or (pat.startswith("**/") and fnmatch.fnmatch(parts[i - 1], pat[3:])):
+                out = not neg
+                break
+    return out
+
+
 def build_image(dockerfile: Path, context: Path, tmp: Path) -> Image:
     img = Image()
+    # BuildKit reads <Dockerfile>.dockerignore beside the Dockerfile before the context's own
+    ignore_file = dockerfile.with_name(dockerfile.name + ".dockerignore")
+    if not ignore_file.exists():
+        ignore_file = context / ".dockerignore"
+    patterns = [ln.strip() for ln in ignore_file.read_text().splitlines()
+                if ln.strip() and not ln.startswith("#")] if ignore_file.exists() else []
     staged: dict[str, str] = {}  # container path -> repo path, for the files COPY brought in
     for word, rest in instructions(dockerfile.read_text()):
         if word == "WORKDIR":
@@ -112,11 +135,11 @@ def build_image(dockerfile: Path, context: Path, tmp: Path) -> Image:
             for s in srcs:
                 rel = str((context / s).resolve().relative_to(context.resolve()))
                 src_path = context / rel
-                if not src_path.exists():
+                if not src_path.exists() or ignored(patterns, rel):
                     img.problems.append(f"COPY {s}: not in the build context")
                     continue
                 base = dest_abs if (dest.endswith("/") or len(srcs) > 1) and src_path.is_file() else None
-                for f in _listed_files(rel):
+                for f in (f for f in _listed_files(rel) if not ignored(patterns, f)):
                     if src_path.is_file():
                         target = posixpath.join(base, posixpath.basename(f)) if base else dest_abs
                     else:

@@ -49,6 +49,15 @@ def test_image_installs_the_package_not_the_source_tree(image):
     assert image.user == "foundry" and image.writable_dir(image.workdir)
 
 
+def test_the_build_context_holds_what_the_dockerfile_copies(tmp_path):
+    # the image fixture built with no problems; here a .dockerignore that leaves a package out
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text((COMPOSE_DIR / "Dockerfile").read_text())
+    ignore = (COMPOSE_DIR / "Dockerfile.dockerignore").read_text()
+    (tmp_path / "Dockerfile.dockerignore").write_text(ignore.replace("!iolayer\n", ""))
+    assert "COPY iolayer: not in the build context" in build_image(dockerfile, REPO, tmp_path / "img").problems
+
+
 def test_every_command_is_a_real_foundry_command(doc, image, tmp_path):
     assert check_commands(doc, image, COMPOSE_DIR, tmp_path) == []
     broken = copy.deepcopy(doc)
