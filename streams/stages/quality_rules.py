@@ -12,22 +12,36 @@ documents carry every value in ``doc.scores``. ``quality_rules`` takes
 =============  ===========================================================  =====================
 rule           values (name in scores / detail)                             parameters (default)
 =============  ===========================================================  =====================
-min_words      n_words                                                      min_words 5
+min_words      n_words (a length rule: its detail starts "too short:")          min_words 5
 symbol_ratio   symbol_word_ratio: ("#" + "..." + "…") per word              max_symbol_word_ratio 0.1
 digit_ratio    digit_ratio: digits per non-space character                  max_digit_ratio 0.25
 alpha_words    alpha_word_ratio: tokens with a letter                       min_alpha_word_ratio 0.8
-stop_words     stop_words: occurrences of stop words (en or zh list;        min_stop_words 2,
-               other languages are not judged)                              stop_word_langs (en, zh)
+stop_words     stop_words: occurrences of stop words (en and zh lists       min_stop_words 2,
+               together; other languages are not judged)                    stop_word_langs (en, zh)
 word_length    mean_word_length of Latin words (only when at least          min/max_mean_word_length
                min_latin_words and min_latin_share of the words are Latin)  3 / 10, 20, 0.5
-line_shape     bullet_lines, ellipsis_lines (shares of lines)               max_bullet_lines 0.9,
-                                                                            max_ellipsis_lines 0.3
+line_shape     bullet_lines, ellipsis_lines, punct_lines (shares of lines;  max_bullet_lines 0.9,
+               texts of 3+ lines; punct_lines: lines ending in sentence     max_ellipsis_lines 0.3,
+               punctuation, a colon, a quote / bracket or a code span)      min_punct_lines 0.12
 repetition     dup_line_frac, dup_line_char_frac, top_{2,3,4}gram_char_     max_dup_line_frac 0.3,
                frac, dup_{5..10}gram_char_frac                              max_dup_line_char_frac
                                                                             0.2, (0.2, 0.18, 0.16),
                                                                             (0.15 ... 0.10),
                                                                             cjk_ngram_factor 3
 =============  ===========================================================  =====================
+
+Short texts: the ratio and count rules (symbol_ratio, digit_ratio, alpha_words,
+stop_words, word_length and the n-gram part of repetition) judge only texts of
+at least ``min_ratio_words`` (default 20) words, the n-gram shares of the
+repetition rule texts of ``min_repetition_words`` (50, Gopher's shortest
+document); two CJK characters count as one word here. A short text is not low quality
+for being short, and a share over a handful of words says little: on the clean
+documentation, poetry, dialogue and titles of ``bench/clean_text.py`` these rules
+rejected 25-60 % of the short texts, mostly for having fewer than two stop words
+(a verse, a command summary, a question title). Only ``min_words`` judges length,
+and its detail says so (``too short: n_words=3 < 5``). Leading list markers
+("- ", "* ", "• ") are not words for the alphabetic-token rule (documentation and
+notes are lists).
 
 Words: Chinese has no spaces, so every CJK character (and kana / hangul
 syllable) counts as one word and everything else is split on whitespace; a
@@ -130,11 +144,16 @@ class Check:
 
     def failed(self) -> str | None:
         if self.low is not None and self.value < self.low:
-            return f"{self.name}={self.value:.4g} < {self.low}"
+            prefix = "too short: " if self.name in LENGTH_CHECKS else ""
+            return f"{prefix}{self.name}={self.value:.4g} < {self.low}"
         if self.high is not None and self.value > self.high:
             return f"{self.name}={self.value:.4g} > {self.high}"
         return None
 
+
+# Checks that measure length only: their detail says "too short", so the ledger tells
+# a short text from a bad one.
+LENGTH_CHECKS = frozenset({"n_words"})
 
 RuleFn = Callable[[CuratedDocument, "Analysis", dict[str, Any]], list[Check]]
 
@@ -164,6 +183,11 @@ class Analysis:
 
 
 # Each rule's parameters and defaults. ``quality_rules`` accepts all of them.
+# Below this many words the ratio / count rules do not judge (module docstring); every
+# operator of this module accepts it.
+SHARED_PARAMS: dict[str, Any] = {"min_ratio_words": 20, "max_short_lines": 2}
+
+
 RULE_PARAMS: dict[str, dict[str, Any]] = {
     "min_words": {"min_words": 5},
     "symbol_ratio": {"max_symbol_word_ratio": 0.1},
@@ -172,8 +196,11 @@ RULE_PARAMS: dict[str, dict[str, Any]] = {
     "stop_words": {"min_stop_words": 2, "stop_word_langs": ("en", "zh")},
     "word_length": {"min_mean_word_length": 3.0, "max_mean_word_length": 10.0, "min_latin_words": 20,
                     "min_latin_share": 0.5},
-    "line_shape": {"max_bullet_lines": 0.9, "max_ellipsis_lines": 0.3},
+    # min_punct_lines: FineWeb's line-punctuation bound (its published 0.12, not tuned here)
+    "line_shape": {"max_bullet_lines": 0.9, "max_ellipsis_lines": 0.3, "min_punct_lines": 0.12},
     "repetition": {
+        # the n-gram shares judge texts of this many words or more (Gopher's shortest document)
+        "min_repetition_words": 50,
         "max_dup_line_frac": 0.3, "max_dup_line_char_frac": 0.2,
         # fraction of characters in the most frequent n-gram, n = 2..4
         "max_top_ngram_char_frac": (0.2, 0.18, 0.16),
@@ -189,7 +216,20 @@ def _rule_min_words(doc, a: Analysis, p) -> list[Check]:
     return [Check("n_words", float(len(a.words)), low=p["min_words"])]
 
 
+def word_equivalents(a: Analysis) -> float:
+    """Words, counting two CJK characters as one (a Chinese word is 1.5-2 characters)."""
+    return len(a.words) - a.n_cjk / 2 if a.n_cjk else float(len(a.words))
+
+
+def _short(a: Analysis, p) -> bool:
+    """A short paragraph: few words on at most ``max_short_lines`` lines. A short text of
+    many lines is a menu or a metadata block far more often than a poem."""
+    return word_equivalents(a) < p["min_ratio_words"] and len(a.nonempty_lines) <= p["max_short_lines"]
+
+
 def _rule_symbol_ratio(doc, a: Analysis, p) -> list[Check]:
+    if _short(a, p):
+        return []
     n_sym = a.text.count("#") + a.text.count("...") + a.text.count("…")
     return [Check("symbol_word_ratio", n_sym / max(len(a.words), 1), high=p["max_symbol_word_ratio"])]
 
@@ -198,6 +238,8 @@ _ALPHA = re.compile(r"[^\W\d_]")
 
 
 def _rule_digit_ratio(doc, a: Analysis, p) -> list[Check]:
+    if _short(a, p):
+        return []
     n_chars = sum(map(len, a.tokens))  # the tokens hold every non-space character
     return [Check("digit_ratio", a.n_digit / max(n_chars, 1), high=p["max_digit_ratio"])]
 
@@ -206,7 +248,14 @@ _CJK_PUNCT_ONLY = re.compile(
     r"^[\u3000-\u303f\uff00-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65\u2018-\u201f\u2026\u00b7]+$")
 
 
+# Markdown code: fenced blocks and inline spans
+_CODE_SPAN = re.compile(r"```.*?```|`[^`\n]+`", re.S)
+_LIST_MARKER = re.compile(r"^[-*•·‣◦▪●○■□➢➤»>]\s")
+
+
 def _rule_alpha_words(doc, a: Analysis, p) -> list[Check]:
+    if _short(a, p):
+        return []
     # Tokens as for words, but without the tokens made only of CJK / full-width
     # punctuation: in Chinese these stand alone (no spaces to attach them to a
     # word), whereas in English "word," is one token.
@@ -215,25 +264,37 @@ def _rule_alpha_words(doc, a: Analysis, p) -> list[Check]:
     if a.cjk_share >= 0.3:
         toks = a.words
     else:
-        toks = [t for t in a.tokens if t.isascii() or not _CJK_PUNCT_ONLY.match(t)]
-    if not toks:
+        # Markdown code spans are commands and paths, not words (documentation)
+        all_toks = tokens(_CODE_SPAN.sub(" ", a.text)) if "`" in a.text else a.tokens
+        toks = [t for t in all_toks if t.isascii() or not _CJK_PUNCT_ONLY.match(t)]
+    # a list item's marker is layout, not a word (each is one letterless token)
+    n_markers = 0 if a.cjk_share >= 0.3 else sum(1 for ln in a.nonempty_lines if _LIST_MARKER.match(ln))
+    n_toks = len(toks) - n_markers
+    if n_toks <= 0:
         return [Check("alpha_word_ratio", 0.0, low=p["min_alpha_word_ratio"])]
     n_alpha = sum(1 for t in toks if t.isalpha() or _ALPHA.search(t))
-    return [Check("alpha_word_ratio", n_alpha / len(toks), low=p["min_alpha_word_ratio"])]
+    return [Check("alpha_word_ratio", n_alpha / n_toks, low=p["min_alpha_word_ratio"])]
 
 
 def _rule_stop_words(doc, a: Analysis, p) -> list[Check]:
+    if _short(a, p):
+        return []
     lang = primary_lang(doc, a.text, a.cjk_share)
     if lang not in p["stop_word_langs"]:
         return []
-    if lang == "zh":
-        n = sum(1 for w in a.words if w in ZH_STOP_WORDS)
-    else:
-        n = sum(1 for w in a.lower_words if w.strip(_PUNCT_EDGES) in EN_STOP_WORDS)
+    # Both lists count: code-switched text and Chinese documentation with English
+    # commands have their function words in either language.
+    n = 0
+    if "zh" in p["stop_word_langs"] and a.n_cjk:
+        n += sum(1 for w in a.words if w in ZH_STOP_WORDS)
+    if "en" in p["stop_word_langs"]:
+        n += sum(1 for w in a.lower_words if w.strip(_PUNCT_EDGES) in EN_STOP_WORDS)
     return [Check("stop_words", float(n), low=p["min_stop_words"])]
 
 
 def _rule_word_length(doc, a: Analysis, p) -> list[Check]:
+    if _short(a, p):
+        return []
     lw = latin_words(a.text)
     if len(lw) < p["min_latin_words"] or len(lw) < p["min_latin_share"] * len(a.words):
         return []
@@ -244,6 +305,10 @@ def _rule_word_length(doc, a: Analysis, p) -> list[Check]:
 _BULLET = re.compile(r"^(?:[-*•·‣◦▪●○■□➢➤»>]|\d+[.)、]|[a-zA-Z][.)])\s")
 
 
+# A line that ends a sentence or introduces / is a code example (documentation: "...:" then `cmd`).
+_LINE_END = tuple(".!?…\"'”’)）」』:：;；。！？`")
+
+
 def _rule_line_shape(doc, a: Analysis, p) -> list[Check]:
     lines = a.nonempty_lines
     if len(lines) < 3:
@@ -251,8 +316,10 @@ def _rule_line_shape(doc, a: Analysis, p) -> list[Check]:
     n = len(lines)
     bullets = sum(1 for ln in lines if _BULLET.match(ln))
     ellipsis = sum(1 for ln in lines if ln.endswith("...") or ln.endswith("…"))
+    punct = sum(1 for ln in lines if ln.endswith(_LINE_END))
     return [Check("bullet_lines", bullets / n, high=p["max_bullet_lines"]),
-            Check("ellipsis_lines", ellipsis / n, high=p["max_ellipsis_lines"])]
+            Check("ellipsis_lines", ellipsis / n, high=p["max_ellipsis_lines"]),
+            Check("punct_lines", punct / n, low=p["min_punct_lines"])]
 
 
 def _rule_repetition(doc, a: Analysis, p) -> list[Check]:
@@ -266,8 +333,16 @@ def _rule_repetition(doc, a: Analysis, p) -> list[Check]:
         checks.append(Check("dup_line_char_frac", sum(len(ln) for ln in dup_lines) / max(n_chars, 1),
                             high=p["max_dup_line_char_frac"]))
     units = a.lower_words
-    if len(units) < 10:
+    if len(units) < 10 or word_equivalents(a) < p["min_repetition_words"]:
         return checks
+    if "`" in a.text:
+        # Markdown code spans repeat a command on purpose (documentation's examples):
+        # the n-gram shares judge the prose around them.
+        prose = _CODE_SPAN.sub(" ", a.text)
+        units = [w.lower() for w in (tokens(prose) if a.n_cjk else prose.split()) if _HAS_ALNUM.search(w)]
+        n_cjk = sum(1 for w in units if _is_cjk(w))
+        if len(units) < 10 or len(units) - n_cjk / 2 < p["min_repetition_words"]:
+            return checks
     cjk_heavy = a.n_cjk >= 0.5 * len(units)
     factor = p["cjk_ngram_factor"] if cjk_heavy else 1
     grams = NGrams(units)
@@ -299,7 +374,7 @@ class QualityRules(Stage):
         unknown = [r for r in self.rules if r not in RULES]
         if unknown:
             raise TypeError(f"unknown rules {unknown}; known: {sorted(RULES)}")
-        allowed: dict[str, Any] = {}
+        allowed: dict[str, Any] = dict(SHARED_PARAMS)
         for r in self.rules:
             allowed.update(RULE_PARAMS[r])
         extra = set(params) - set(allowed)
