@@ -14,6 +14,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from foundry.dashboard import dashboard  # noqa: F401 - registered beside status
+from foundry.report import report  # noqa: F401
 from telemetry.snapshot import collect
 
 DEFAULT_RUN_DIR = "var/factory"

@@ -72,6 +72,10 @@ PROCESS = Gauge("foundry_process", "1 for the process serving these metrics (its
                 ["process"])
 RESTARTS = Gauge("foundry_process_restarts", "Restarts of a supervised process", ["process"])
 
+# An unlabelled gauge reads 0 until set; a loss of 0 would be a lie, so they start as NaN ("none yet").
+for _g in (TRAIN_LOSS, HELDOUT_LOSS, TRAIN_TOKENS_PER_S, TRAIN_TOKENS, TRAIN_STEP):
+    _g.set(math.nan)
+
 _started: dict[str, int] = {}
 
 

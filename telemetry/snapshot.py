@@ -4,6 +4,7 @@ joined with a scrape of every process's metrics port. ``foundry status`` renders
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,12 @@ def _nested(samples: Samples, name: str, outer: str, inner: str) -> dict[str, di
         if outer in labels and inner in labels:
             out.setdefault(labels[outer], {})[labels[inner]] = v
     return out
+
+
+def _known(samples: Samples, name: str) -> float | None:
+    """The value of an unlabelled gauge; None where no process has set it (NaN) or none exports it."""
+    vals = [v for _, v in samples.get(name) if not math.isnan(v)]
+    return max(vals) if vals else None
 
 
 def collect(run_dir: str | Path, previous: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -70,7 +77,7 @@ def collect(run_dir: str | Path, previous: dict[str, Any] | None = None) -> dict
         "budget_version": merged.total("foundry_budget_version"),
         "flagged": sorted(k for k, v in merged.by("foundry_source_flagged", "key").items() if v),
         "value_scores": merged.by("foundry_value_score", "source"),
-        "trainer": {k: (merged.total(n) if merged.get(n) else None) for k, n in (
+        "trainer": {k: _known(merged, n) for k, n in (
             ("step", "foundry_trainer_step"), ("loss", "foundry_trainer_loss"),
             ("heldout_loss", "foundry_trainer_heldout_loss"), ("tokens", "foundry_trainer_tokens"),
             ("tokens_per_s", "foundry_trainer_tokens_per_second"))},

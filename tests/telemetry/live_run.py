@@ -6,15 +6,16 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from foundry.admin import create_topics
+from iolayer.topics_admin import create_topics
 from foundry.run import ServiceSet, count_rows, expected_docs, output_dir, resolve_tokenizer, wait_drained
 from schemas import Topics
-from streams.publisher import RecordPublisher
+from iolayer.publisher import RecordPublisher
 from streams.sources.files import FileSource
 from tests.foundry.pipeline_helpers import small_recipe, write_corpus
 
@@ -32,6 +33,16 @@ class MeteredServices(ServiceSet):
         super().__init__(*args, **kwargs)
         self.ports: dict[str, int] = {}
         self.started: dict[str, float] = {}
+
+    def command(self, name: str) -> list[str]:
+        base = [sys.executable, "-m", "foundry.cli"]
+        common = ["--bootstrap", self.bootstrap, "--namespace", self.namespace]
+        if name == "trainer":  # the tiny config: each step takes milliseconds
+            return base + ["train", *common, "--config", "tiny", "--run-dir", str(self.log_dir.parent / "factory" /
+                                                                             "trainer"), "--quiet"]
+        if name == "budget":
+            return base + ["budget", *common, "--window-tokens", "2000", "--window-s", "1"]
+        return super().command(name)
 
     def start(self, name: str, suffix: str = "") -> subprocess.Popen:
         key = name + suffix
@@ -75,9 +86,10 @@ def write_ps(run: LiveRun, state: str = "running") -> None:
 
 
 @contextmanager
-def live_run(bootstrap: str, tmp_path: Path, namespace: str, n_docs: int = 300):
+def live_run(bootstrap: str, tmp_path: Path, namespace: str, n_docs: int = 300, loop: bool = False):
     """Publishes ``n_docs`` documents (duplicates and bad lines among them), runs the services
-    until every document is accounted for and yields with the services still up."""
+    until every document is accounted for and yields with the services still up. ``loop``:
+    the trainer (tiny config) and the budget agent run too."""
     corpus = tmp_path / "corpus.jsonl.gz"
     write_corpus(corpus, n_docs, dup_every=6)
     base = small_recipe()
@@ -94,11 +106,14 @@ def live_run(bootstrap: str, tmp_path: Path, namespace: str, n_docs: int = 300):
     recipe.save(out / "recipe.yaml")
     total = expected_docs(bootstrap, topics, recipe)
     run_dir = tmp_path / "factory"
-    run_dir.mkdir()
+    run_dir.mkdir(exist_ok=True)
     services = MeteredServices(bootstrap, out / "recipe.yaml", namespace, tmp_path / "out", tmp_path / "logs",
                                topics.raw)
     run = LiveRun(bootstrap, namespace, out, run_dir, services, total)
     services.start_all()
+    if loop:
+        services.start("trainer")
+        services.start("budget")
     write_ps(run)
     try:
         wait_drained(services, out, 0, total, timeout=300)
