@@ -15,7 +15,7 @@ from foundry.cli_common import (DEFAULT_BOOTSTRAP, _recipe, bootstrap_opt, names
 from foundry.cli_kafka import kafka
 from foundry.cli_replay import archive, diff, replay
 from foundry.cli_sources import crawl, generate, ingest
-from foundry.cli_status import status
+from foundry.cli_status import dashboard, report, status
 from foundry.cli_train import train_command
 from foundry.score import score
 
@@ -182,7 +182,8 @@ def run(bootstrap, namespace, recipe_path, raw_topic, corpus, n_generated, seed,
 for _command, _name in ((kafka, "kafka"), (score, "score"), (train_command, "train"), (crawl, "crawl"),
                         (generate, "generate"), (ingest, "ingest"), (replay, "replay"), (archive, "archive"),
                         (diff, "diff"), (audit, "audit"), (budget, "budget"), (budget_report, "budget-report"),
-                        (status, "status")):
+                        (status, "status"),
+                        (dashboard, "dashboard"), (report, "report")):
     main.add_command(_command, _name)
 
 if __name__ == "__main__":
