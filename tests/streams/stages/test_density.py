@@ -96,3 +96,24 @@ def test_reload_if_changed(tmp_path):
 
 def test_empty_text(stage):
     assert stage.score_batch(["", "\n\n  \n"], []) == [0.0, 0.0]
+
+
+def test_short_documents_are_judged_by_the_short_text_threshold(stage):
+    # Alone, a question title or a one-line review is not a web page's headline or menu item.
+    title, review = "Why do Malaysians have Cantonese surnames?", "质量还好，但整体一般"
+    s_title, s_review = stage.score_batch([title, review], [])
+    assert min(s_title, s_review) < stage.threshold  # the paragraph model alone would drop them
+    outs = stage.process_batch([doc(title, 1), doc(review, 2), doc(GIBBERISH, 3)])
+    assert isinstance(outs[0], CuratedDocument) and isinstance(outs[1], CuratedDocument)
+    gib = outs[2]
+    assert isinstance(gib, Rejection) and "short-text threshold" in gib.detail
+    # a long document with the same score as the title is judged by the main threshold
+    long_st = build_stage({"op": "density", "intra_op_num_threads": 1, "short_bytes": 10})
+    assert isinstance(long_st.process(doc(title, 4)), Rejection)
+    assert stage.short_bytes == 1000 and stage.short_threshold < stage.threshold
+
+
+def test_short_threshold_is_a_parameter():
+    st = build_stage({"op": "density", "intra_op_num_threads": 1, "short_threshold": 0.99, "short_bytes": 500})
+    out = st.process(doc(REAL_EN, 1))
+    assert isinstance(out, Rejection) and "0.99" in out.detail and "500" in out.detail
