@@ -27,8 +27,9 @@ DOCS_KEPT = Counter("foundry_docs_kept", "Documents a stage passed on", ["stage"
 DOCS_REJECTED = Counter("foundry_docs_rejected", "Documents a stage rejected", ["stage", "source", "reason"])
 BYTES_IN = Counter("foundry_bytes_in", "UTF-8 bytes of the documents a stage took in", ["stage", "source"])
 KEEP_RATE = Gauge("foundry_keep_rate", "Share of a source's documents the curate stage kept so far", ["source"])
-PUBLISHED = Counter("foundry_source_docs_published", "Documents a source published", ["topic"])
-PUBLISHED_BYTES = Counter("foundry_source_bytes_published", "Encoded bytes a source published", ["topic"])
+PUBLISHED = Counter("foundry_source_docs_published", "Documents a source published", ["source"])
+PUBLISHED_BYTES = Counter("foundry_source_bytes_published", "Input bytes of the documents a source published",
+                          ["source"])
 
 # --- operators ------------------------------------------------------------------
 OP_LATENCY = Histogram("foundry_operator_batch_seconds", "Wall time of one operator over one batch",

@@ -17,6 +17,8 @@ from confluent_kafka import KafkaException
 from schemas import RawDocument
 from streams.publisher import BrokerUnavailable, PublishError, check_broker
 
+from telemetry.metrics import PUBLISHED, PUBLISHED_BYTES
+
 from .progress import INPUT_HEADER, Checkpoint, CheckpointStore
 
 
@@ -213,6 +215,8 @@ class IngestRunner:
             else:
                 publisher.publish(doc, key=doc.id, headers=headers)
                 summary.published += 1
+                PUBLISHED.labels(doc.source).inc()
+                PUBLISHED_BYTES.labels(doc.source).inc(item.n_bytes)
                 cp.published += 1
                 pending += 1
                 if doc.defect:

@@ -74,3 +74,19 @@ def test_exporter_port_must_be_a_number(monkeypatch):
         raise AssertionError("a bad port was accepted")
     monkeypatch.setenv("FOUNDRY_METRICS_PORT", "0")
     assert metrics.start_exporter() is None
+
+
+def test_a_source_counts_what_it_publishes(tmp_path):
+    from streams.sources.progress import CheckpointStore
+    from streams.sources.synthetic import SyntheticConfig, SyntheticSource
+    from tests.streams.sources.test_runner import FakePublisher, FakeTopic, _runner
+
+    before = parse(generate_latest().decode())
+    topic = FakeTopic()
+    source = SyntheticSource(SyntheticConfig(n_docs=60, seed=3), source="metered")
+    summary = _runner(topic, CheckpointStore(tmp_path), lambda: FakePublisher(topic)).run(source, "generate")
+    after = parse(generate_latest().decode())
+    published = after.total("foundry_source_docs_published_total", source="metered") - \
+        before.total("foundry_source_docs_published_total", source="metered")
+    assert published == summary.published == len(topic.log) == 60
+    assert after.total("foundry_source_bytes_published_total", source="metered") == summary.bytes_in > 0
