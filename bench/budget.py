@@ -24,7 +24,7 @@ shard by shard from the stream as it asks for data:
   (a window every ``--window-tokens`` scored tokens); each BudgetUpdate is applied by the
   ``budget_prune`` stage to the documents of the next shards (before tokenization, as in the
   pipeline); inside admitted documents the trainer skips repeated token spans
-  (its own ``data.skip_repeats_k``, ``streams/budget/token_prune.py``). Since it drops
+  (its own ``data.skip_repeats_k``, ``trainer/token_prune.py``). Since it drops
   documents, this run reads further into the same stream for the same number of steps.
 
 Printed: training tokens and FLOPs each run needed to reach the held-out loss the unpruned run

@@ -53,7 +53,7 @@ def _serve_site(pages: int, q, stop) -> None:
 def bench_crawl(bootstrap: str, pages: int) -> dict:
     import multiprocessing as mp
 
-    from streams.publisher import RecordPublisher
+    from iolayer.publisher import RecordPublisher
     from streams.sources.crawl.engine import CrawlConfig, Crawler
     from streams.sources.crawl.fetch import FetchConfig
     from streams.sources.crawl.frontier import KafkaFrontier, MemoryFrontier, ensure_crawl_topics
@@ -104,7 +104,7 @@ def bench_crawl(bootstrap: str, pages: int) -> dict:
 
 
 def _ingest(bootstrap: str, source, tmp: Path):
-    from streams.publisher import RecordPublisher
+    from iolayer.publisher import RecordPublisher
     from streams.sources.progress import CheckpointStore, TopicWatch
     from streams.sources.runner import IngestRunner, ensure_raw_topic
 

@@ -25,7 +25,7 @@ from consumers.partitioned_sink import PartitionedSink, atomic_write, read_part_
 from telemetry import metrics
 from schemas import CuratedDocument, ShardManifest, Topics
 from schemas.shard_format import MANIFEST_COLUMNS, META_EXT, TOKENS_EXT, part_name, shard_name, token_dtype
-from streams.publisher import RecordPublisher
+from iolayer.publisher import RecordPublisher
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from consumers.partitioned_sink import atomic_write
 from schemas import RawDocument, SchemaError
 from streams.raw_range import read_topic_range
-from streams.topic_reader import watermarks
+from iolayer.ranges import watermarks
 
 _SCHEMA = pa.schema([("partition", pa.int32()), ("offset", pa.int64()), ("timestamp_ms", pa.int64()),
                      ("key", pa.binary()), ("value", pa.binary()), ("id", pa.string()), ("source", pa.string())])

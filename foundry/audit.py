@@ -303,7 +303,7 @@ def audit_output(out_dir: str | Path, *, bootstrap: str | None = None, raw_topic
         if bootstrap is None:
             raise ValueError("auditing the raw topic needs a bootstrap server (or pass an archive)")
         from streams.raw_range import parse_bound
-        from streams.topic_reader import watermarks
+        from iolayer.ranges import watermarks
 
         s = parse_bound(start, bootstrap, raw_topic, end=False)
         e = parse_bound(until, bootstrap, raw_topic, end=True)

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import click
@@ -39,9 +37,11 @@ def topics() -> None:
 @click.option("--raw-retention", default=None,
               help="Raw topic retention: forever (default), a time (7d, 12h) or a size per partition (50GB). "
                    "Applied to an existing raw topic too.")
-def topics_create(bootstrap, namespace, partitions, recipe_path, raw_topic, raw_retention) -> None:
+@click.option("--replication", default=None, type=int,
+              help="Replicas per partition (default: the cluster's default.replication.factor).")
+def topics_create(bootstrap, namespace, partitions, recipe_path, raw_topic, raw_retention, replication) -> None:
     """Create the namespace's topics (idempotent)."""
-    from foundry.admin import create_topics, set_topic_config
+    from iolayer.topics_admin import create_topics, set_topic_config
     from schemas import Topics
     from schemas.topics import parse_retention
 
@@ -54,7 +54,7 @@ def topics_create(bootstrap, namespace, partitions, recipe_path, raw_topic, raw_
             raise click.BadParameter(str(exc)) from None
     topics = Topics(namespace=namespace, partitions=parts, raw_name=raw_topic, raw_retention_ms=ms,
                     raw_retention_bytes=size)
-    res = create_topics(bootstrap, topics)
+    res = create_topics(bootstrap, topics, replication=replication)
     if raw_retention and res.get(topics.raw) == "exists":
         set_topic_config(bootstrap, topics.raw, {"retention.ms": str(ms), "retention.bytes": str(size)})
         res[topics.raw] = f"exists; retention set to {raw_retention}"
@@ -77,7 +77,6 @@ def worker(bootstrap, namespace, recipe_path, raw_topic, loglevel, skip_ingest, 
     """Run a stream worker (the Faust agents) for a resolved recipe."""
     from streams.worker import run_worker
 
-    sys.argv = [sys.argv[0], "worker"]  # Faust's worker parses argv; keep ours out of it
     run_worker(recipe_path, bootstrap, namespace, loglevel=loglevel, raw_topic=raw_topic, ingest=not skip_ingest,
                compression=compression)
 
@@ -150,7 +149,7 @@ def run(bootstrap, namespace, recipe_path, raw_topic, corpus, n_generated, seed,
     from dataclasses import asdict
 
     from foundry.run import run_pipeline
-    from streams.publisher import BrokerUnavailable, check_broker
+    from iolayer.publisher import BrokerUnavailable, check_broker
     from telemetry.console import print_summary, waiting
 
     cluster = None

@@ -24,7 +24,7 @@ def audit(out_dir, bootstrap, raw_topic, start, until, archive_dir, as_json) -> 
     """Check that every raw document of the range is in exactly one shard or one ledger row of
     OUT_DIR (out/<namespace>/<recipe version>); exit status 1 if any is missing or doubled."""
     from foundry.audit import audit_output
-    from streams.publisher import BrokerUnavailable, check_broker
+    from iolayer.publisher import BrokerUnavailable, check_broker
 
     try:
         if archive_dir is None:

@@ -2,7 +2,7 @@
 
 Registered in the main CLI (``foundry.cli``); also runnable on its own as
 ``python -m foundry.cli_sources ...``. Every command publishes RawDocuments to
-the raw topic through ``streams.publisher.RecordPublisher``, shows a rate
+the raw topic through ``iolayer.publisher.RecordPublisher``, shows a rate
 line on stderr while it runs and prints a summary at the end.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _ingest_opts(f):
 
 
 def _start(bootstrap: str, topic: str, wait_s: float) -> None:
-    from streams.publisher import BrokerUnavailable
+    from iolayer.publisher import BrokerUnavailable
     from streams.sources.runner import ensure_raw_topic, wait_for_broker
 
     try:
@@ -72,7 +72,7 @@ def _finish(lines: list[str], data: dict, summary_json: str | None) -> None:
 
 def _run_ingest(source, command: str, *, bootstrap, raw_topic, wait_s, no_progress, summary_json, state_dir,
                 restart, flush_every, broker_retry, delivery_timeout) -> None:
-    from streams.publisher import BrokerUnavailable, PublishError, RecordPublisher
+    from iolayer.publisher import BrokerUnavailable, PublishError, RecordPublisher
     from streams.sources.progress import CheckpointStore, TopicWatch
     from streams.sources.runner import IngestRunner
 
@@ -223,7 +223,7 @@ def crawl(seeds, seeds_file, group, frontier_topic, seen_topic, partitions, max_
           max_pages, idle_exit, max_seconds, checkpoint_s, warc_dir, extractor, source, licence, bootstrap,
           raw_topic, wait_s, no_progress, summary_json) -> None:
     """Crawl the web from seeds through a Kafka frontier (run several in one group to scale)."""
-    from streams.publisher import PublishError, RecordPublisher
+    from iolayer.publisher import PublishError, RecordPublisher
     from streams.sources.crawl.engine import CrawlConfig, Crawler
     from streams.sources.crawl.fetch import FetchConfig
     from streams.sources.crawl.frontier import KafkaFrontier, ensure_crawl_topics

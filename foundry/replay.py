@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from foundry.admin import create_topics
+from iolayer.topics_admin import create_topics
 from schemas.recipe import Recipe
 from foundry.run import ServiceSet, count_rows, output_dir, row_count
 from schemas import Topics
@@ -29,7 +29,7 @@ from streams.raw_range import check_retained, parse_bound, read_archive_range, r
 from streams.replay_feeder import ReplayFeeder
 from streams.stages.tokenizer_training import train_tokenizer
 from streams.stages.validate import Validator
-from streams.topic_reader import committed, watermarks
+from iolayer.ranges import committed, watermarks
 
 
 @dataclass

@@ -21,11 +21,12 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 
-from foundry.admin import create_topics
+from iolayer.topics_admin import create_topics
 from schemas.recipe import Recipe
 from schemas import Topics
 from streams.stages.tokenizer_training import train_tokenizer
-from streams.topic_reader import committed, read_raw_texts, watermarks
+from iolayer.ranges import committed, watermarks
+from streams.topic_reader import read_raw_texts
 
 
 @dataclass
@@ -292,7 +293,7 @@ def summary_text(s: RunSummary) -> str:
 def run_pipeline(bootstrap: str, recipe: Recipe, *, corpus: list[str] | None = None, n_generated: int = 5000,
                  seed: int = 0, namespace: str = "live", out_root: str | Path = "out", timeout: float = 1800.0,
                  raw_topic: str = "foundry.raw", workers: int = 1, echo=print) -> RunSummary:
-    from streams.publisher import RecordPublisher
+    from iolayer.publisher import RecordPublisher
     from streams.sources.files import FileSource
     from streams.sources.synthetic import SyntheticConfig, SyntheticSource
 

@@ -65,12 +65,6 @@ class Topics:
         return f"foundry-{self.namespace}-{recipe_version}"
 
     @property
-    def legacy_unique(self) -> str:
-        """Between dedup and curation in builds before the two agents merged; no longer created.
-        A worker refuses to start while this topic still holds documents its group has not read."""
-        return self._ns("unique")
-
-    @property
     def tokenized(self) -> str:
         return self._ns("tokenized")
 

@@ -24,6 +24,7 @@ import faust
 
 from schemas.recipe import Recipe
 from schemas import CuratedDocument, RawDocument, Rejection, SchemaError, Topics
+from streams.faust_app import make_faust_app
 from streams.partition_state import PartitionState, PartitionStateStore
 from streams.stages.base import Outcome
 from streams.stages.dedup import BloomDeduper
@@ -51,25 +52,12 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
         raise ValueError("the worker needs a resolved recipe with a tokenizer model")
     topics = Topics(namespace=namespace, partitions=recipe.partitions, raw_name=raw_topic)
     version = recipe.version
-    app = faust.App(
-        topics.worker_group(version),
-        broker=f"kafka://{bootstrap}",
-        store="memory://",
-        datadir=datadir,
-        processing_guarantee="at_least_once",
-        topic_partitions=recipe.partitions,
-        topic_allow_declare=False,  # topics come from `foundry topics create`
-        topic_disable_leader=True,
-        web_enabled=False,
-        consumer_auto_offset_reset="earliest",
+    app = make_faust_app(
+        topics.worker_group(version), bootstrap, datadir=datadir, partitions=recipe.partitions,
         producer_max_request_size=64 << 20,
         consumer_max_fetch_size=64 << 20,
         broker_commit_every=1000,
-        broker_commit_interval=1.0,
         stream_buffer_maxsize=4096,
-        # A killed worker's partitions move to the survivors (or its restart) after this.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=2.0,
         # Without linger every send is its own produce request; batching them is most of our throughput.
         producer_linger=0.02,
         producer_max_batch_size=1 << 20,
@@ -84,13 +72,6 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
                             key_serializer="raw")
     rejections_t = app.topic(topics.rejections, key_type=bytes, value_type=bytes, value_serializer="raw",
                              key_serializer="raw")
-    @app.task
-    async def quiet_hot_path_logs() -> None:
-        # Faust logs every send at DEBUG; with the worker's handlers that costs
-        # ~5% of the worker's CPU even when nothing is shown.
-        for name in ("faust", "aiokafka", "mode"):
-            logging.getLogger(name).setLevel(max(logging.getLogger().level, logging.INFO))
-
     batch, within = recipe.batch.size, recipe.batch.within_s
     # One thread: stages run off the event loop (onnxruntime and sentencepiece
     # release the GIL), one batch at a time so per-partition order holds.

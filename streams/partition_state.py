@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import struct
-import time
 from collections.abc import Callable, Sequence
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from iolayer.kafka_config import confluent_config
+from iolayer.ranges import range_consumer, read_range
 from schemas import CuratedDocument, SchemaError
 from telemetry.metrics import operator_timer
 from streams.stages.base import Outcome, Stage
@@ -115,9 +116,7 @@ class PartitionStateStore:
         self._producer: Producer | None = None
 
     def _consumer(self) -> Consumer:
-        return Consumer({"bootstrap.servers": self.bootstrap, "group.id": "foundry-state-rebuild",
-                         "enable.auto.commit": False, "enable.partition.eof": True,
-                         "fetch.message.max.bytes": 64 << 20})
+        return range_consumer(self.bootstrap, "foundry-state-rebuild")
 
     def _read(self, topic: str, partition: int, start: int, end: int):
         """Messages of ``topic``/``partition`` at offsets [start, end)."""
@@ -132,23 +131,7 @@ class PartitionStateStore:
             end = min(end, high)
             if end <= start:
                 return
-            c.assign([TopicPartition(topic, partition, start)])
-            give_up = time.monotonic() + 60
-            while True:
-                # Short polls: consume() waits out its timeout when fewer messages remain.
-                msgs = c.consume(1000, timeout=0.3)
-                if not msgs and time.monotonic() > give_up:
-                    raise TimeoutError(f"{topic}[{partition}]: offsets up to {end} did not arrive")
-                if msgs:
-                    give_up = time.monotonic() + 60
-                for m in msgs:
-                    if m.error():
-                        continue  # partition EOF events
-                    if m.offset() >= end:
-                        return
-                    yield m
-                    if m.offset() == end - 1:
-                        return
+            yield from read_range(c, topic, partition, start, end, batch=1000)
         finally:
             c.close()
 
@@ -194,8 +177,8 @@ class PartitionStateStore:
 
     def _send_snapshot(self, key: str, value: bytes) -> None:
         if self._producer is None:
-            self._producer = Producer({"bootstrap.servers": self.bootstrap, "message.max.bytes": 64 << 20,
-                                       "enable.idempotence": True})
+            self._producer = Producer(confluent_config(self.bootstrap, {"message.max.bytes": 64 << 20,
+                                                                        "enable.idempotence": True}))
         self._producer.produce(self.snapshot_topic, key=key.encode(), value=value)
         self._producer.flush(30)
 

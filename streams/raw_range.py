@@ -7,14 +7,11 @@ sequence, which is what makes a replay reproducible.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
-
-from streams.topic_reader import watermarks
+from iolayer.ranges import offsets_for_time, range_consumer, read_range, watermarks
 
 
 class RangeAgedOut(RuntimeError):
@@ -53,15 +50,10 @@ def parse_bound(spec: str | None, bootstrap: str, topic: str, *, end: bool) -> d
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
     ms = int(when.timestamp() * 1000)
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "foundry-inspect", "enable.auto.commit": False})
-    try:
-        found = c.offsets_for_times([TopicPartition(topic, p, ms) for p in marks], timeout=10)
-    finally:
-        c.close()
     out = {}
-    for tp in found:
+    for p, off in offsets_for_time(bootstrap, topic, list(marks), ms).items():
         # -1: no message at or after that time: the range ends (or starts) at the current end.
-        out[tp.partition] = tp.offset if tp.offset >= 0 else marks[tp.partition][1]
+        out[p] = off if off >= 0 else marks[p][1]
     if not end:
         for p, (low, _) in marks.items():
             if low > 0 and out[p] == low and _first_timestamp(bootstrap, topic, p, low) > ms:
@@ -86,28 +78,11 @@ def check_retained(bootstrap: str, topic: str, start: dict[int, int]) -> None:
 
 
 def read_topic_range(bootstrap: str, topic: str, start: dict[int, int], end: dict[int, int]) -> Iterator[RawMessage]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "foundry-replay-reader",
-                  "enable.auto.commit": False, "fetch.message.max.bytes": 64 << 20})
+    c = range_consumer(bootstrap, "foundry-replay-reader")
     try:
         for p in sorted(end):
-            lo, hi = start.get(p, 0), end[p]
-            if hi <= lo:
-                continue
-            c.assign([TopicPartition(topic, p, lo)])
-            nxt = lo
-            give_up = time.monotonic() + 60
-            while nxt < hi:
-                msgs = c.consume(500, timeout=0.3)  # short: consume() waits out its timeout near the end
-                if msgs:
-                    give_up = time.monotonic() + 60
-                elif time.monotonic() > give_up:
-                    raise TimeoutError(f"{topic}[{p}]: offsets {nxt}..{hi} did not arrive")
-                for m in msgs:
-                    if m.error() or m.offset() >= hi:
-                        continue
-                    nxt = m.offset() + 1
-                    yield RawMessage(p, m.offset(), m.timestamp()[1], m.key(), m.value())
-            c.unassign()
+            for m in read_range(c, topic, p, start.get(p, 0), end[p]):
+                yield RawMessage(p, m.offset(), m.timestamp()[1], m.key(), m.value())
     finally:
         c.close()
 

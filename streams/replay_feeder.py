@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from schemas import RawDocument, Rejection, SchemaError, Topics
-from streams.publisher import RecordPublisher
+from iolayer.publisher import RecordPublisher
 from streams.raw_range import RawMessage
 from streams.stages.validate import Validator
 

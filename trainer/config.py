@@ -47,7 +47,7 @@ class DataConfig(_Section):
     reserve_eval: float = Field(0.02, ge=0.0, lt=0.5)
     max_doc_tokens: int = 8192  # longer documents are cut
     # trainer-side pruning: cut the 2nd and later copies of any span of >= k tokens repeated inside a
-    # training document (streams/budget/token_prune.py); skipped tokens cost no compute. 0 = off
+    # training document (trainer/token_prune.py); skipped tokens cost no compute. 0 = off
     skip_repeats_k: int = Field(0, ge=0)
     loader_workers: int = 2  # shard readers that decode the next shards in parallel
     loader_kind: Literal["thread", "process"] = "thread"

@@ -11,7 +11,7 @@ workers cannot duplicate or skip a sample.
 
 Trainer-side pruning (``data.skip_repeats_k``): a training shard is read with the
 second and later copies of every span of at least ``k`` tokens that already
-occurred earlier in the same document cut out (:func:`streams.budget.token_prune.skip_repeats`).
+occurred earlier in the same document cut out (:func:`trainer.token_prune.skip_repeats`).
 A cut token costs no compute at all, where a loss-masked one would still cost its
 forward and backward pass. The cut depends on the document's tokens only, so the
 stream stays deterministic and resumable; held-out shards are read whole.
@@ -38,7 +38,7 @@ import numpy as np
 import webdataset as wds
 
 from schemas.shard_format import META_EXT, TOKENS_EXT
-from streams.budget.token_prune import skip_repeats
+from trainer.token_prune import skip_repeats
 
 
 class ShardError(RuntimeError):

@@ -7,9 +7,10 @@ Modules (no heavy imports here; Faust and Kafka clients load only where used):
                     that the pruning stage and the allocator both compute.
 * ``allocator``   - the allocation rule, pure: statistics per source and bucket, multiplicative
                     weights over excess value, floors, exploration, poisoning caps -> BudgetUpdate.
+                    Its settings and per-key statistics: ``allocator_state``; its arithmetic:
+                    ``mix_rules``; the poisoning guard: ``poisoning_guard``.
 * ``agent``       - the Faust app: ValueScores (and rejections) in, BudgetUpdates out, statistics in a table.
 * ``reader``      - where the pruning stage gets the current BudgetUpdate (Kafka, a file, memory).
-* ``token_prune`` - trainer-side pruning: repeated token spans inside admitted documents.
 * ``report``      - what pruning removed, by source, language and length.
 
 The pruning operator itself is ``streams/stages/budget_prune.py`` (recipe op ``budget_prune``); the

@@ -30,8 +30,10 @@ import time
 import zlib
 from typing import Any
 
+from iolayer.topics_admin import TopicPlan, ensure_topics, partition_counts, topic_partitions
 from schemas import Rejection, SchemaError, Topics, ValueScore
 from streams.budget.allocator import AllocatorConfig, BudgetAllocator
+from streams.faust_app import make_faust_app, run_faust_worker
 from telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -47,35 +49,16 @@ def changelog_topic(namespace: str) -> str:
     return f"{app_id(namespace)}-{TABLE}-changelog"
 
 
-def topic_partitions(bootstrap: str, topic: str, timeout: float = 30.0) -> int:
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    meta = admin.list_topics(topic, timeout=timeout).topics.get(topic)
-    if meta is None or meta.error is not None or not meta.partitions:
-        raise RuntimeError(f"topic {topic} does not exist; run `foundry topics create` first")
-    return len(meta.partitions)
-
-
-def ensure_changelog(bootstrap: str, namespace: str, partitions: int, timeout: float = 30.0) -> str:
-    """Create the table's changelog topic (compacted) if it is missing; returns its name."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
-
+def ensure_changelog(bootstrap: str, namespace: str, partitions: int, *, replication: int | None = None,
+                     timeout: float = 30.0) -> str:
+    """Create the table's changelog topic (compacted) if it is missing; returns its name.
+    ``replication`` None: the cluster's default."""
     name = changelog_topic(namespace)
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    meta = admin.list_topics(timeout=timeout).topics.get(name)
-    if meta is not None and meta.error is None:
-        if len(meta.partitions) != partitions:
-            raise RuntimeError(f"{name} has {len(meta.partitions)} partitions, the values topic {partitions}")
-        return name
-    fut = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
-                                        config={"cleanup.policy": "compact"})], request_timeout=timeout)[name]
-    try:
-        fut.result()
-    except KafkaException as exc:
-        if exc.args[0].code() != exc.args[0].TOPIC_ALREADY_EXISTS:
-            raise
+    ensure_topics(bootstrap, [TopicPlan(name, partitions, {"cleanup.policy": "compact"})],
+                  replication=replication, timeout=timeout)
+    found = partition_counts(bootstrap, [name], timeout=timeout)[name]  # a new topic shows after a moment
+    if found != partitions:
+        raise RuntimeError(f"{name} has {found} partitions, the values topic {partitions}")
     return name
 
 
@@ -106,27 +89,11 @@ def create_budget_app(bootstrap: str, namespace: str = "live", *, config: Alloca
                       within_s: float = 1.0, datadir: str = "var/faust-budget",
                       use_rejections: bool = True) -> Any:
     """The Faust app of the budget agent (topics must exist; the changelog is created here)."""
-    import faust
-
     topics = Topics(namespace=namespace)
     n_values = topic_partitions(bootstrap, topics.values)
     ensure_changelog(bootstrap, namespace, n_values)
-    app = faust.App(
-        app_id(namespace),
-        broker=f"kafka://{bootstrap}",
-        store="memory://",
-        datadir=datadir,
-        processing_guarantee="at_least_once",
-        topic_partitions=n_values,
-        topic_allow_declare=False,
-        topic_disable_leader=True,
-        web_enabled=False,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=2.0,
-        broker_commit_interval=1.0,
-        table_cleanup_interval=3600.0,
-    )
+    app = make_faust_app(app_id(namespace), bootstrap, datadir=datadir, partitions=n_values,
+                         table_cleanup_interval=3600.0)
     names = [topics.values] + ([topics.rejections] if use_rejections else [])
     if use_rejections and topic_partitions(bootstrap, topics.rejections) != n_values:
         raise RuntimeError("the values and rejections topics must have the same partition count")
@@ -147,11 +114,6 @@ def create_budget_app(bootstrap: str, namespace: str = "live", *, config: Alloca
             a = state["alloc"]
             log.info("budget agent resumed: version %d, window %d, %d keys", a.version, a.window, len(a.stats))
         return state["alloc"]
-
-    @app.task
-    async def quiet_logs() -> None:
-        for name in ("faust", "aiokafka", "mode"):
-            logging.getLogger(name).setLevel(max(logging.getLogger().level, logging.INFO))
 
     async def close_window(alloc: BudgetAllocator) -> None:
         update = alloc.close_window()
@@ -198,16 +160,10 @@ def run_budget_agent(bootstrap: str, namespace: str = "live", *, loglevel: str =
                      **kwargs: Any) -> None:
     """Run the agent in the foreground until SIGTERM / SIGINT (``foundry budget``)."""
     import os
-    import sys
-
-    import faust
 
     datadir = kwargs.pop("datadir", None) or os.path.join("var", "faust-budget", f"{namespace}-{os.getpid()}")
     os.makedirs(datadir, exist_ok=True)
     app = create_budget_app(bootstrap, namespace, datadir=datadir, **kwargs)
     metrics.start_exporter()
-    logging.basicConfig(level=loglevel)
-    sys.argv = [sys.argv[0], "worker"]  # Faust's worker parses argv; keep ours out of it
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
-    worker.execute_from_commandline()
+    run_faust_worker(app, loglevel)
 

@@ -76,113 +76,19 @@ from __future__ import annotations
 import math
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from typing import Any
 
-import numpy as np
-
 from schemas import BudgetUpdate, Rejection, ValueScore
-from streams.budget.features import (DEFAULT_DIMS, DEFAULT_LEN_EDGES, UNKNOWN, bucket_key, doc_buckets,
-                                     keep_probability, parse_key, source_key)
+from streams.budget.allocator_state import AllocatorConfig, KeyStats, WindowTotals
+from streams.budget.features import UNKNOWN, bucket_key, doc_buckets, keep_probability, parse_key, source_key
+from streams.budget.mix_rules import floor_keep, reference_value, scale_to, shrink, step_theta
+from streams.budget.poisoning_guard import guard_window
 
 METHOD = "mw-excess-value/v1"
 AGGREGATE_PREFIX = "aggregate:"
 META_KEY = "__meta__"
 DUP_REASONS = frozenset({"duplicate", "near_duplicate"})
-
-
-@dataclass
-class AllocatorConfig:
-    dims: tuple[str, ...] = DEFAULT_DIMS
-    len_edges: tuple[int, ...] = DEFAULT_LEN_EDGES
-    half_life_windows: float = 4.0  # statistics forget half their weight in this many windows
-    prior_tokens: float = 20_000.0  # shrinkage strength (confidence) toward the parent's mean
-    ref_share: float = 0.5  # the reference value: mean of the best sources supplying this share
-    eta: float = 1.0  # multiplicative-weights learning rate (per window, per unit of excess value)
-    decay: float = 0.1  # pull of theta back to 0 per window (forgetting: a source can recover)
-    margin: float = 0.2  # dead zone of excess value (normalised units) that changes nothing
-    r_clip: float = 2.0
-    theta_min: float = -5.0
-    theta_max: float = 2.0
-    source_floor: float = 0.02  # each source keeps at least this share of the window
-    bucket_floor: float = 0.05  # each bucket keeps at least this share of its source's budget
-    min_keep: float = 0.05  # no key's keep rate goes below this
-    explore_share: float = 0.10  # new sources together are guaranteed this share of the window
-    explore_tokens: float = 20_000.0  # scored tokens before a source is established
-    unknown_keep: float = 1.0  # keep rate of sources the allocator has not seen ("*")
-    window_scale: float = 1.0  # budget of a window = estimated supply x this (< 1 forces a cut)
-    max_bucket_values: int = 16  # per source and dimension; further values are not tracked
-    # poisoning guard
-    anomaly_z: float = 4.0
-    anomaly_min_shift: float = 0.75  # normalised units
-    anomaly_min_windows: int = 6  # history needed before the value guard fires
-    anomaly_min_docs: int = 8
-    quarantine_windows: int = 3
-    low_persist_windows: int = 2  # anomalously low this many windows in a row before the flag
-    flag_hold_windows: int = 5
-    flagged_keep: float = 0.1  # keep rate cap of a source flagged value_low or near_dup_flood
-    dup_share_max: float = 0.5
-    dup_min_docs: int = 20
-    seen_ids: int = 200_000  # document ids remembered to count supply once per document
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "AllocatorConfig":
-        d = dict(d or {})
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown allocator settings: {sorted(unknown)}")
-        for k in ("dims", "len_edges"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["dims"], d["len_edges"] = list(self.dims), list(self.len_edges)
-        return d
-
-
-@dataclass
-class KeyStats:
-    """Everything the allocator remembers about one key (JSON-able through ``asdict``)."""
-
-    sv: float = 0.0  # EW sum of normalised value x tokens
-    st: float = 0.0  # EW sum of tokens (confidence)
-    sup: float = 0.0  # EW sum of supply tokens (Horvitz-Thompson)
-    sup_n: float = 0.0  # EW count of windows (supply per window = sup / sup_n)
-    hist_mu: float = 0.0  # EW mean of the per-window mean value (sources: the anomaly guard)
-    hist_var: float = 0.0
-    hist_n: int = 0
-    theta: float = 0.0
-    keep: float = 1.0  # last published keep rate
-    keep_prev: float = 1.0  # the one before
-    n_docs: int = 0  # scored documents, all time
-    n_tokens: float = 0.0  # scored tokens, all time
-    first_window: int = 0
-    last_window: int = 0
-    quarantine: int = 0  # consecutive quarantined windows
-    low_run: int = 0  # consecutive windows anomalously low
-    flags: dict[str, int] = field(default_factory=dict)  # reason -> last window the flag holds
-
-    @property
-    def value(self) -> float:
-        return self.sv / self.st if self.st > 0 else 0.0
-
-    @property
-    def supply(self) -> float:
-        return self.sup / self.sup_n if self.sup_n > 0 else 0.0
-
-
-@dataclass
-class _Obs:
-    tokens: float = 0.0
-    vsum: float = 0.0
-    v2sum: float = 0.0
-    t2sum: float = 0.0
-    docs: int = 0
-    supply: float = 0.0
-    supply_docs: float = 0.0
 
 
 class BudgetAllocator:
@@ -287,7 +193,7 @@ class BudgetAllocator:
             src, dim, _ = parse_key(key)
             if dim is not None:
                 bucket_counts[(src, dim)] += 1
-        obs: dict[str, _Obs] = defaultdict(_Obs)
+        obs: dict[str, WindowTotals] = defaultdict(WindowTotals)
         for source, buckets, value, n_tok, first, doc_id in buf:
             x = value / scale
             skey = source_key(source)
@@ -308,58 +214,7 @@ class BudgetAllocator:
         for key in obs:
             self._stat(key)
 
-        # poisoning guard, per source, on the value relative to the window's typical source (the
-        # median of the source means: values of all sources drift together as the model learns,
-        # and one source collapsing must not make the others look suspiciously good)
-        quarantined: set[str] = set()
-        anomalies: dict[str, dict[str, float]] = {}
-        src_means = sorted(o.vsum / o.tokens for key, o in obs.items()
-                           if parse_key(key)[1] is None and o.tokens > 0 and o.docs >= cfg.anomaly_min_docs)
-        m_typ = float(np.median(src_means)) if src_means else 0.0
-        for key, o in obs.items():
-            src, dim, _ = parse_key(key)
-            if dim is not None or o.tokens <= 0:
-                continue
-            st = self.stats[key]
-            mean = o.vsum / o.tokens
-            m = mean - m_typ
-            spread = max(o.v2sum / o.tokens - mean * mean, 0.0)
-            n_eff = o.tokens * o.tokens / max(o.t2sum, 1e-12)
-            noise = spread / max(n_eff, 1.0)
-            shift = m - st.hist_mu
-            z = shift / math.sqrt(st.hist_var + noise + 1e-12)
-            armed = st.hist_n >= cfg.anomaly_min_windows and o.docs >= cfg.anomaly_min_docs
-            high = armed and z > cfg.anomaly_z and shift > cfg.anomaly_min_shift
-            low = armed and z < -cfg.anomaly_z and shift < -cfg.anomaly_min_shift
-            st.quarantine = st.quarantine + 1 if high else 0
-            st.low_run = st.low_run + 1 if low else 0
-            if high or low:
-                anomalies[key] = {"mean": m, "history": st.hist_mu, "z": z}
-                if high:
-                    st.flags["value_high"] = w + cfg.flag_hold_windows
-                    if st.quarantine < cfg.quarantine_windows:
-                        quarantined.add(key)  # its scores are not merged this window
-                if low and st.low_run >= cfg.low_persist_windows:  # one bad window is a blip, two a trend
-                    st.flags["value_low"] = w + cfg.flag_hold_windows
-                if max(st.quarantine, st.low_run) < cfg.quarantine_windows:
-                    continue  # the history does not learn from an anomalous window ...
-                st.quarantine = st.low_run = 0  # ... unless the shift persisted: it is the new level
-                st.hist_mu = m
-                continue
-            a = 1.0 - d
-            if st.hist_n == 0:
-                st.hist_mu, st.hist_var = m, 0.0
-            else:
-                delta = m - st.hist_mu
-                st.hist_mu += a * delta
-                st.hist_var = (1.0 - a) * (st.hist_var + a * delta * delta)
-            st.hist_n += 1
-        for skey, n_dup in dups.items():
-            seen = obs[skey].supply_docs if skey in obs else 0.0
-            total = n_dup + seen
-            if total >= cfg.dup_min_docs and n_dup / total > cfg.dup_share_max:
-                self._stat(skey).flags["near_dup_flood"] = w + cfg.flag_hold_windows
-                anomalies.setdefault(skey, {})["dup_share"] = n_dup / total
+        quarantined, anomalies = guard_window(obs, self.stats, dups, cfg, w, d, self._stat)
 
         # merge the window into the statistics
         for key, st in self.stats.items():
@@ -414,8 +269,8 @@ class BudgetAllocator:
         scored = [k for k in est if self.stats[k].st > 0]
         qsum = sum(q[k] for k in scored) or 1.0
         vbar0 = sum(q[k] * self.stats[k].value for k in scored) / qsum if scored else 0.0
-        shrunk = {k: self._shrink(self.stats[k], vbar0) for k in sources}
-        vbar = self._reference({k: shrunk[k] for k in scored}, {k: q[k] for k in scored}, cfg.ref_share)
+        shrunk = {k: shrink(self.stats[k], vbar0, cfg.prior_tokens) for k in sources}
+        vbar = reference_value({k: shrunk[k] for k in scored}, {k: q[k] for k in scored}, cfg.ref_share)
 
         keep: dict[str, float] = {}
         info: dict[str, dict[str, Any]] = {}
@@ -423,7 +278,7 @@ class BudgetAllocator:
             st = self.stats[k]
             excess = shrunk[k] - vbar
             if k not in quarantined:
-                theta = self._step_theta(st.theta, excess)
+                theta = step_theta(st.theta, excess, cfg)
                 if "value_high" in self._flagged(st):
                     theta = min(theta, st.theta)  # a suspicious rise earns nothing
                 st.theta = theta
@@ -432,7 +287,7 @@ class BudgetAllocator:
         z = z / (sum(q[k] for k in established) or 1.0) if established else 1.0
         for k in established:
             st = self.stats[k]
-            floor = self._floor(q[k], cfg.source_floor)
+            floor = floor_keep(q[k], cfg.source_floor, cfg.min_keep)
             rate = max(min(1.0, math.exp(st.theta) / z), floor)
             flags = self._flagged(st)
             if flags & {"value_low", "near_dup_flood"}:
@@ -450,7 +305,7 @@ class BudgetAllocator:
                 if self._flagged(self.stats[k]) & {"value_low", "near_dup_flood"}:
                     keep[k] = min(rate, cfg.flagged_keep)
         if cfg.window_scale < 1.0:
-            self._scale_to(keep, supply, {k: self._floor(q[k], cfg.source_floor) for k in sources},
+            scale_to(keep, supply, {k: floor_keep(q[k], cfg.source_floor, cfg.min_keep) for k in sources},
                            cfg.window_scale * total)
         for k in sources:
             weights[k] = round(keep[k], 6)
@@ -481,62 +336,15 @@ class BudgetAllocator:
             for k in keys:
                 if src not in quarantined:
                     st = self.stats[k]
-                    st.theta = self._step_theta(st.theta, self._shrink(st, vs) - vs)
+                    st.theta = step_theta(st.theta, shrink(st, vs, cfg.prior_tokens) - vs, cfg)
             zb = sum(qb[k] * math.exp(self.stats[k].theta) for k in keys) or 1.0
             for k in keys:
                 factor = math.exp(self.stats[k].theta) / zb
-                factor = max(factor, self._floor(qb[k], cfg.bucket_floor, cap=1.0 / ks))
+                factor = max(factor, floor_keep(qb[k], cfg.bucket_floor, cfg.min_keep, cap=1.0 / ks))
                 rate = min(1.0, max(ks * factor, cfg.min_keep))
                 weights[k] = round(rate, 6)
                 budgets[k] = int(round(rate * bsup[k]))
         return weights, budgets, {"sources": info, "vbar": vbar}
-
-    @staticmethod
-    def _reference(values: Mapping[str, float], shares: Mapping[str, float], top: float) -> float:
-        """Share-weighted mean value of the best keys that together make up ``top`` of the shares."""
-        total = sum(shares.values())
-        if total <= 0:
-            return 0.0
-        need, acc, wsum = top * total, 0.0, 0.0
-        for k in sorted(values, key=lambda k: -values[k]):
-            take = min(shares[k], need - wsum)
-            if take <= 0:
-                break
-            acc += take * values[k]
-            wsum += take
-        return acc / wsum if wsum > 0 else 0.0
-
-    def _shrink(self, st: KeyStats, prior: float) -> float:
-        n0 = self.config.prior_tokens
-        return (st.sv + n0 * prior) / (st.st + n0) if (st.st + n0) > 0 else prior
-
-    def _step_theta(self, theta: float, excess: float) -> float:
-        cfg = self.config
-        r = math.copysign(max(abs(excess) - cfg.margin, 0.0), excess)
-        r = max(-cfg.r_clip, min(cfg.r_clip, r))
-        return max(cfg.theta_min, min(cfg.theta_max, (1.0 - cfg.decay) * theta + cfg.eta * r))
-
-    def _floor(self, share: float, floor_share: float, cap: float = 1.0) -> float:
-        """The keep rate that gives a key with ``share`` of the supply ``floor_share`` of the budget."""
-        lo = self.config.min_keep
-        if share <= 0:
-            return min(cap, 1.0)
-        return min(cap, max(lo, min(1.0, floor_share / share)))
-
-    @staticmethod
-    def _scale_to(keep: dict[str, float], supply: dict[str, float], floor: dict[str, float], target: float) -> None:
-        """Scale keep rates down (not below their floors) until the admitted supply fits ``target``."""
-        def admitted(c: float) -> float:
-            return sum(max(floor[k], keep[k] * c) * supply[k] for k in keep)
-
-        if admitted(1.0) <= target:
-            return
-        lo, hi = 0.0, 1.0
-        for _ in range(40):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if admitted(mid) <= target else (lo, mid)
-        for k in keep:
-            keep[k] = max(floor[k], keep[k] * lo)
 
     # ------------------------------------------------------------------ judgements and reports
     def judged_low_value(self, source: str, lang: str | None = None) -> bool:

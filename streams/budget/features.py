@@ -24,17 +24,18 @@ version always gets the same verdict, and as a keep rate rises the admitted set 
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 import xxhash
+
+from streams.stages.char_classes import CJK_CHAR
 
 UNKNOWN = "*"
 DEFAULT_DIMS: tuple[str, ...] = ("lang", "len")
 # Token-length bucket edges: len=0 below 64 tokens, 1 below 256, 2 below 1024, 3 below 4096, 4 above.
 DEFAULT_LEN_EDGES: tuple[int, ...] = (64, 256, 1024, 4096)
 
-_CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_CJK = CJK_CHAR
 
 
 def escape(part: str) -> str:

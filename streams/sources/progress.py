@@ -27,7 +27,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
+
+from iolayer.ranges import range_consumer, read_range
 
 INPUT_HEADER = "foundry-input"
 
@@ -87,14 +89,8 @@ class TopicWatch:
 
     def __init__(self, bootstrap: str, topic: str):
         self.topic = topic
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": f"foundry-source-recovery-{os.getpid()}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "client.id": "foundry-source-recovery",
-        })
+        self._consumer = range_consumer(bootstrap, f"foundry-source-recovery-{os.getpid()}",
+                                        **{"auto.offset.reset": "earliest", "client.id": "foundry-source-recovery"})
         deadline = time.monotonic() + 15
         while True:  # a topic created a moment ago may not be in the metadata yet
             meta = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
@@ -136,24 +132,11 @@ class TopicWatch:
             return set()
         want = input_key.encode("utf-8")
         found: set[str] = set()
-        self._consumer.assign([TopicPartition(self.topic, p, off) for p, off in todo.items()])
-        remaining = set(todo)
-        deadline = time.monotonic() + timeout
-        while remaining and time.monotonic() < deadline:
-            for msg in self._consumer.consume(500, timeout=1.0):
-                p = msg.partition()
-                if msg.error() is not None:
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
-                        remaining.discard(p)
-                    continue
-                if msg.offset() >= end[str(p)] - 1:
-                    remaining.discard(p)
+        for p, off in sorted(todo.items()):
+            for msg in read_range(self._consumer, self.topic, p, off, end[str(p)], stall_s=timeout):
                 for name, value in msg.headers() or ():
                     if name == INPUT_HEADER and value == want and msg.key() is not None:
                         found.add(msg.key().decode("utf-8", "replace"))
-        self._consumer.unassign()
-        if remaining:
-            raise TimeoutError(f"recovery scan of {self.topic} did not reach the end of partitions {sorted(remaining)}")
         return found
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaException
 
 from schemas import RawDocument
-from streams.publisher import BrokerUnavailable, PublishError, check_broker
+from iolayer.publisher import BrokerUnavailable, PublishError, check_broker
 
 from telemetry.metrics import PUBLISHED, PUBLISHED_BYTES
 
@@ -239,25 +239,13 @@ class IngestRunner:
         self._snapshot = (summary.published, dict(summary.defects))
 
 
-def ensure_raw_topic(bootstrap: str, topic: str, partitions: int = 4, replication: int = 1,
+def ensure_raw_topic(bootstrap: str, topic: str, partitions: int = 4, replication: int | None = None,
                      timeout: float = 30.0) -> str:
     """Create the raw topic with its canonical spec (``schemas.Topics``) if it is missing;
-    returns 'created' or 'exists'."""
-    from confluent_kafka import KafkaError
-    from confluent_kafka.admin import AdminClient, NewTopic
-
+    returns 'created' or 'exists'. ``replication`` None: the cluster's default."""
+    from iolayer.topics_admin import TopicPlan, ensure_topics
     from schemas import Topics
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    if topic in admin.list_topics(timeout=timeout).topics:
-        return "exists"
     spec = Topics(partitions=partitions, raw_name=topic).specs()[0]
-    fut = admin.create_topics([NewTopic(topic, num_partitions=spec.partitions, replication_factor=replication,
-                                        config=dict(spec.config))], request_timeout=timeout)[topic]
-    try:
-        fut.result()
-    except KafkaException as exc:
-        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-            raise
-        return "exists"
-    return "created"
+    plan = TopicPlan(topic, spec.partitions, dict(spec.config))
+    return ensure_topics(bootstrap, [plan], replication=replication, timeout=timeout)[topic]

@@ -18,6 +18,14 @@ import numpy as np
 
 _BMP = "".join(map(chr, range(0x10000)))
 
+# The one CJK class of the project: Han (incl. extensions and compatibility ideographs),
+# kana, hangul syllables.
+CJK_CLASS = (
+    "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+    "\U00020000-\U0002ebef\U00030000-\U0003134f"
+)
+CJK_CHAR = re.compile(f"[{CJK_CLASS}]")
+
 
 @lru_cache(maxsize=None)
 def class_table(char_class: str) -> np.ndarray:

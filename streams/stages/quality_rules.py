@@ -63,18 +63,13 @@ from typing import Any
 
 from schemas import CuratedDocument, Reason
 from streams.stages.base import Outcome, Stage
-from streams.stages.char_classes import ClassCounter
+from streams.stages.char_classes import CJK_CHAR, CJK_CLASS, ClassCounter
 from streams.stages.ngram_repeats import NGrams
 from streams.stages.registry import register
 
 # --------------------------------------------------------------------------- text helpers
 
-# Han (incl. extensions and compatibility ideographs), kana, hangul syllables.
-CJK_CLASS = (
-    "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-    "\U00020000-\U0002ebef\U00030000-\U0003134f"
-)
-_CJK_CHAR = re.compile(f"[{CJK_CLASS}]")
+_CJK_CHAR = CJK_CHAR
 _TOKEN = re.compile(f"[{CJK_CLASS}]|[^\\s{CJK_CLASS}]+")
 _HAS_ALNUM = re.compile(r"[^\W_]")
 _LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]+(?:['’][A-Za-z]+)?")

@@ -8,10 +8,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from foundry.admin import create_topics
+from iolayer.topics_admin import create_topics
 from foundry.run import ServiceSet, expected_docs, output_dir, resolve_tokenizer, run_pipeline, wait_drained
 from schemas import Topics
-from streams.publisher import RecordPublisher
+from iolayer.publisher import RecordPublisher
 from streams.sources.files import FileSource
 from tests.foundry.pipeline_helpers import assert_exactly_once, read_outcomes, small_recipe, write_corpus
 

@@ -15,12 +15,12 @@ import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from foundry.admin import create_topics
+from iolayer.topics_admin import create_topics
 from foundry.archive import archive_topic
 from foundry.replay import ReplayPlan, run_replay
 from foundry.run import ServiceSet, expected_docs, output_dir, resolve_tokenizer, wait_drained
 from schemas import Topics
-from streams.publisher import RecordPublisher
+from iolayer.publisher import RecordPublisher
 from streams.raw_range import RangeAgedOut
 from streams.sources.files import FileSource
 from tests.foundry.pipeline_helpers import assert_exactly_once, read_outcomes, small_recipe, write_corpus
@@ -146,7 +146,7 @@ def test_replay_of_aged_out_range_says_so(kafka_bootstrap, tmp_path, unique_name
 def test_raw_retention_is_set_at_creation_and_on_an_existing_topic(kafka_bootstrap, unique_name):
     from click.testing import CliRunner
 
-    from foundry.admin import topic_config
+    from iolayer.topics_admin import topic_config
     from foundry.cli import main
 
     raw = f"{unique_name}.raw"

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.kafka
 
 def _create_topics(bootstrap: str, topics: Topics) -> None:
     try:
-        from foundry.admin import create_topics
+        from iolayer.topics_admin import create_topics
     except ImportError:  # the admin helper is not there: create them here
         from confluent_kafka.admin import AdminClient, NewTopic
 

@@ -31,17 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    TopicPartition,
-)
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from iolayer.kafka_config import confluent_config
+from iolayer.publisher import RecordPublisher
+from iolayer.ranges import range_consumer, read_range
+from iolayer.topics_admin import TopicPlan, ensure_topics, partition_counts
 from schemas import Record
-from streams.publisher import RecordPublisher
 
 from ..urls import host_of, url_key
 
@@ -81,30 +77,15 @@ class Lease:
     offset: int = 0
 
 
-def ensure_crawl_topics(bootstrap: str, partitions: int = 4, replication: int = 1,
+def ensure_crawl_topics(bootstrap: str, partitions: int = 4, replication: int | None = None,
                         frontier_topic: str = FRONTIER_TOPIC, seen_topic: str = SEEN_TOPIC,
                         timeout: float = 30.0) -> dict[str, int]:
     """Create the two crawl topics if missing; returns name -> partitions. Raises when
     they exist with different partition counts (the host -> partition mapping would differ)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    md = admin.list_topics(timeout=timeout)
-    specs = {frontier_topic: {"retention.ms": str(30 * 24 * 3600 * 1000)}, seen_topic: {"retention.ms": "-1"}}
-    new = [NewTopic(name, num_partitions=partitions, replication_factor=replication, config=cfg)
-           for name, cfg in specs.items() if name not in md.topics]
-    if new:
-        for _name, fut in admin.create_topics(new, request_timeout=timeout).items():
-            try:
-                fut.result()
-            except KafkaException as exc:
-                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise
-    deadline = time.monotonic() + timeout
-    while True:  # a topic just created takes a moment to show in the metadata
-        md = admin.list_topics(timeout=timeout)
-        if all(name in md.topics and md.topics[name].partitions for name in specs) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    counts = {name: len(md.topics[name].partitions) for name in specs}
+    plans = [TopicPlan(frontier_topic, partitions, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+             TopicPlan(seen_topic, partitions, {"retention.ms": "-1"})]
+    ensure_topics(bootstrap, plans, replication=replication, timeout=timeout)
+    counts = partition_counts(bootstrap, [p.name for p in plans], timeout=timeout)
     if len(set(counts.values())) != 1:
         raise RuntimeError(f"crawl topics must have equal partition counts, found {counts}")
     return counts
@@ -174,12 +155,12 @@ class KafkaFrontier:
         self._lag_checked = 0.0
         self._drained = False
         self.on_revoke_hook = on_revoke
-        self.consumer = Consumer({
-            "bootstrap.servers": bootstrap, "group.id": group, "client.id": f"foundry-crawler-{os.getpid()}",
+        self.consumer = Consumer(confluent_config(bootstrap, {
+            "group.id": group, "client.id": f"foundry-crawler-{os.getpid()}",
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000, "max.poll.interval.ms": 600000,
             "fetch.wait.max.ms": 100,
-        })
+        }))
         self.consumer.subscribe([frontier_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_revoke)
         self.rebalances = 0
@@ -203,31 +184,16 @@ class KafkaFrontier:
             self._assigned_at.pop(tp.partition, None)
 
     def _load_seen(self, partition: int) -> set[bytes]:
-        reader = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"foundry-seen-loader-{os.getpid()}",
-                           "enable.auto.commit": False, "enable.partition.eof": True})
+        reader = range_consumer(self.bootstrap, f"foundry-seen-loader-{os.getpid()}")
         try:
-            tp = TopicPartition(self.seen_topic, partition)
-            lo, hi = reader.get_watermark_offsets(tp, timeout=10, cached=False)
+            lo, hi = reader.get_watermark_offsets(TopicPartition(self.seen_topic, partition), timeout=10, cached=False)
             keys: set[bytes] = set()
-            if hi <= lo:
-                return keys
-            reader.assign([TopicPartition(self.seen_topic, partition, OFFSET_BEGINNING)])
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                msgs = reader.consume(1000, timeout=1.0)
-                done = False
-                for msg in msgs:
-                    if msg.error() is not None:
-                        done = done or msg.error().code() == KafkaError._PARTITION_EOF
-                        continue
-                    try:
-                        keys.add(url_key(SeenEntry.decode(msg.value()).url))
-                    except ValueError:
-                        pass  # a foreign or damaged record is not a URL we saw
-                    done = done or msg.offset() >= hi - 1
-                if done:
-                    return keys
-            raise TimeoutError(f"loading {self.seen_topic}[{partition}] took over 120s")
+            for msg in read_range(reader, self.seen_topic, partition, lo, hi, batch=1000, stall_s=120):
+                try:
+                    keys.add(url_key(SeenEntry.decode(msg.value()).url))
+                except ValueError:
+                    pass  # a foreign or damaged record is not a URL we saw
+            return keys
         finally:
             reader.close()
 

@@ -68,7 +68,7 @@ def _wait_version(reader, at_least: int, proc: subprocess.Popen, log: Path, time
 
 
 def test_agent_publishes_budgets_and_resumes_from_its_table(kafka_bootstrap, unique_name, tmp_path):
-    from foundry.admin import create_topics
+    from iolayer.topics_admin import create_topics
     from streams.budget.agent import changelog_topic, topic_partitions
     from streams.budget.reader import KafkaBudgetReader
 

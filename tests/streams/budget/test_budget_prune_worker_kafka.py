@@ -58,7 +58,7 @@ def _shard_metas(out: Path) -> list[dict]:
 
 def test_bare_budget_prune_in_a_worker_prunes_by_the_namespace_budgets(kafka_bootstrap, tmp_path, unique_name,
                                                                         monkeypatch):
-    from foundry.admin import create_topics
+    from iolayer.topics_admin import create_topics
     from foundry.run import run_pipeline
 
     # the worker's own broker and namespace must be what the stage uses, not the environment

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from schemas import RawDocument
-from streams.publisher import PublishError
+from iolayer.publisher import PublishError
 from streams.sources import runner as runner_mod
 from streams.sources.progress import INPUT_HEADER, CheckpointStore
 from streams.sources.runner import IngestRunner, Item

@@ -1,4 +1,5 @@
-"""The one producer path every source publishes through.
+"""The one producer path for schema records: sources, the replay feeder, the crawler's
+frontier and the shard writer's manifests all publish through it.
 
 Idempotent confluent-kafka producer (acks=all, so a retried send is written
 once), keyed by document id, delivery reports checked, and bounded memory:
@@ -7,13 +8,14 @@ when librdkafka's queue is full we poll until it drains instead of growing.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from iolayer.kafka_config import confluent_config
 from schemas import Record
-from telemetry.metrics import PUBLISHED, PUBLISHED_BYTES
 
 
 class BrokerUnavailable(RuntimeError):
@@ -35,7 +37,7 @@ class PublishStats:
 def check_broker(bootstrap: str, timeout: float = 10.0, *, quiet: bool = False) -> None:
     """Raise BrokerUnavailable with a clear message if no broker answers (``quiet``: without
     librdkafka's connection-refused lines on stderr, for callers that retry)."""
-    conf = {"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000)}
+    conf = confluent_config(bootstrap, {"socket.timeout.ms": int(timeout * 1000)})
     admin = AdminClient({**conf, "log_level": 0} if quiet else conf)
     try:
         admin.list_topics(timeout=timeout)
@@ -46,18 +48,21 @@ def check_broker(bootstrap: str, timeout: float = 10.0, *, quiet: bool = False) 
 
 
 class RecordPublisher:
-    """Publishes schema records to one topic; ``flush`` raises if any delivery failed."""
+    """Publishes schema records to one topic; ``flush`` raises if any delivery failed.
+
+    ``on_sent`` is called with each record's encoded size once it is queued (a metrics
+    hook: this layer counts nothing itself)."""
 
     def __init__(self, bootstrap: str, topic: str, *, max_queue_mb: int = 64, linger_ms: int = 20,
-                 client_id: str = "foundry-source", check: bool = True, delivery_timeout_s: float = 300.0):
+                 client_id: str = "foundry-source", check: bool = True, delivery_timeout_s: float = 300.0,
+                 on_sent: Callable[[int], None] | None = None):
         if check:
             check_broker(bootstrap)
         self.topic = topic
         self.stats = PublishStats()
-        self._m_docs, self._m_bytes = PUBLISHED.labels(topic), PUBLISHED_BYTES.labels(topic)
+        self.on_sent = on_sent
         self.errors: list[str] = []
-        self._producer = Producer({
-            "bootstrap.servers": bootstrap,
+        self._producer = Producer(confluent_config(bootstrap, {
             "client.id": client_id,
             "enable.idempotence": True,  # implies acks=all and in-order retries without duplicates
             "linger.ms": linger_ms,
@@ -69,7 +74,7 @@ class RecordPublisher:
             "message.max.bytes": 64 * 1024 * 1024,
             # A broker outage shorter than this is ridden out by librdkafka's retries.
             "message.timeout.ms": int(delivery_timeout_s * 1000),
-        })
+        }))
 
     def _on_delivery(self, err, msg) -> None:
         if err is not None:
@@ -93,8 +98,8 @@ class RecordPublisher:
                 self._producer.poll(0.1)
         self.stats.sent += 1
         self.stats.bytes += len(value)
-        self._m_docs.inc()
-        self._m_bytes.inc(len(value))
+        if self.on_sent is not None:
+            self.on_sent(len(value))
         self._producer.poll(0)
 
     def flush(self, timeout: float = 600.0) -> PublishStats:
