@@ -12,6 +12,11 @@ takes one step too; interleaving them means both see the same load when the
 machine is shared. The ratio of the medians of the two step times is printed.
 The trainer is measured with value scoring on (as configured) and off, so
 the cost of the scores shows apart from the cost of the pipeline.
+
+Model FLOPs utilization (MFU) = training tokens/s x the model's training FLOPs per
+token (6N + attention, as the trainer counts them) / the device's peak: ``--peak-tflops``,
+or on CUDA the dense bf16 peak of a known device (H100/H200 989, A100 312, L4 121,
+A10G 70 TFLOP/s); none on CPU unless given. Value scoring's FLOPs are not in the numerator.
 """
 from __future__ import annotations
 
@@ -101,7 +106,23 @@ def measure(cfg: TrainerConfig, manifests, work: Path, steps: int, warmup: int, 
         "bare_tokens_per_s": tokens_per_step * len(bare_measured) / sum(bare_measured),
         "bare_median_tokens_per_s": tokens_per_step / statistics.median(bare_measured),
         "steps_measured": len(measured), "params": trainer.session.model.n_params(),
+        "flops_per_token": trainer.session.flops_per_token,
     }
+
+
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "A10G": 70.0}
+
+
+def peak_tflops(device: str, given: float | None) -> tuple[float | None, str]:
+    if given:
+        return given, "given"
+    if device == "cuda":
+        name = torch.cuda.get_device_name(0)
+        for key, peak in PEAK_BF16_TFLOPS.items():
+            if key in name:
+                return peak, f"{name} dense bf16"
+        return None, f"{name}: peak unknown (pass --peak-tflops)"
+    return None, "cpu: pass --peak-tflops"
 
 
 def main() -> None:
@@ -112,7 +133,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--vocab", type=int, default=32000)
     ap.add_argument("--shards", type=int, default=12)
+    ap.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (default: known GPUs)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json-out", type=Path, default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     cfg = load_config(args.config, _overrides(tuple(args.sets)))
     # measure steady training: no evaluation, checkpoint or export inside the window
@@ -134,6 +157,8 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     device = str(pick_device(cfg.device))
+    peak, peak_note = peak_tflops(device, args.peak_tflops)
+    mfu = lambda tps: None if peak is None else tps * with_values["flops_per_token"] / (peak * 1e12)  # noqa: E731
     result = {
         "config": args.config, "sets": args.sets, "device": device, "torch_threads": torch.get_num_threads(),
         "params": with_values["params"], "vocab": args.vocab, "block_size": cfg.model.block_size,
@@ -150,7 +175,14 @@ def main() -> None:
         "ratio_trainer_to_bare": with_values["median_tokens_per_s"] / with_values["bare_median_tokens_per_s"],
         "ratio_trainer_no_values_to_bare": (without_values["median_tokens_per_s"]
                                             / without_values["bare_median_tokens_per_s"]),
+        "flops_per_token": with_values["flops_per_token"], "peak_tflops": peak, "peak_note": peak_note,
+        "mfu_trainer_no_values": mfu(without_values["median_tokens_per_s"]),
+        "mfu_bare_loop": mfu(without_values["bare_median_tokens_per_s"]),
+        "compile": cfg.compile, "bf16": cfg.bf16 and device == "cuda",
     }
+    if args.json_out is not None:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(result, indent=2) + "\n")
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -166,6 +198,11 @@ def main() -> None:
     print(f"{'bare torch loop, tokens in memory':34} {result['bare_loop_tokens_per_s']:>10.0f} "
           f"{result['bare_loop_median_tokens_per_s']:>10.0f} {'-':>10} {1.0:>8.2f}")
     print("(tokens/s: mean over the measured steps; median: the median step's rate; vs bare: ratio of medians)")
+    if peak is not None:
+        print(f"MFU (median rate, {peak:.0f} TFLOP/s peak, {peak_note}): trainer without value scores "
+              f"{result['mfu_trainer_no_values']:.1%}, bare loop {result['mfu_bare_loop']:.1%}")
+    else:
+        print(f"MFU: no peak ({peak_note})")
 
 
 if __name__ == "__main__":

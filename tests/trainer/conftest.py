@@ -1,6 +1,8 @@
 """Fixtures of the trainer's tests: a very small config and synthetic shard streams."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -21,6 +23,8 @@ def micro_config(**sections) -> TrainerConfig:
         "eval": {"every": 10}, "checkpoint": {"every": 10}, "export": {"every": 0},
         "value": {"direction_every": 5, "probe_rows": 4, "publish_every": 5},
         "log_every": 5, "torch_threads": 1,
+        # bench/gpu.sh runs these tests with FOUNDRY_TEST_DEVICE=cuda; auto picks CUDA where there is one
+        "device": os.environ.get("FOUNDRY_TEST_DEVICE", "auto"),
     }
     for name, over in sections.items():
         base[name] = {**base.get(name, {}), **over} if isinstance(over, dict) else over
