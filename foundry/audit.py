@@ -1,7 +1,9 @@
 """``foundry audit``: check that every raw document ended in exactly one shard or one ledger row.
 
-A raw document is named by its raw ref, ``topic:partition:offset`` (older outputs
-wrote ``partition:offset``, which means the audited raw topic). The audit:
+A raw document is named by its raw ref (``schemas/raw_ref.py``: topic, its
+incarnation, partition, offset; a ref of older outputs without the topic means
+the audited raw topic; rows of another topic or of an earlier incarnation of
+the audited one are outside the audit). The audit:
 
 1. reads the ``raw_ref`` column of every manifest and ledger part, in batches,
    and counts, per raw partition, how many manifest rows and how many ledger
@@ -28,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+
+from schemas.raw_ref import parse_raw_ref
 
 PROBLEMS = ("missing", "sharded_twice", "ledgered_twice", "sharded_and_rejected", "no_raw_message")
 MAX_EXAMPLES = 10
@@ -73,16 +77,16 @@ class AuditReport:
         return "\n".join(lines)
 
 
-def parse_raw_ref(ref: str | None, default_topic: str) -> tuple[str, int, int] | None:
-    """``topic:partition:offset`` or the older ``partition:offset`` -> (topic, partition, offset)."""
-    if not ref:
-        return None
-    head, _, off = ref.rpartition(":")
-    topic, sep, part = head.rpartition(":")
-    try:
-        return (topic if sep else default_topic), int(part), int(off)
-    except ValueError:
-        return None
+def locate(ref: str | None, raw_topic: str, incarnation: str | None) -> tuple[int, int] | str:
+    """(partition, offset) of a row's raw ref in the audited topic, ``"other"`` for a ref to
+    another topic or to another incarnation of it (deleted and created again), ``"bad"`` for none."""
+    r = parse_raw_ref(ref)
+    if r is None:
+        return "bad"
+    if r.topic is not None and (r.topic != raw_topic or (
+            incarnation and r.incarnation and r.incarnation != incarnation)):
+        return "other"
+    return r.partition, r.offset
 
 
 class OffsetCounters:
@@ -112,21 +116,22 @@ class OffsetCounters:
         return outside
 
 
-def read_outcome_refs(folder: Path, raw_topic: str) -> Iterator[tuple[np.ndarray, np.ndarray, int, int, int]]:
+def read_outcome_refs(folder: Path, raw_topic: str, incarnation: str | None = None
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray, int, int, int]]:
     """(partitions, offsets, rows, rows of another topic, unreadable rows) per batch of a folder's parts."""
     for part in sorted(folder.glob("*.parquet")):
         pf = pq.ParquetFile(part)
         for batch in pf.iter_batches(batch_size=_BATCH, columns=["raw_ref"]):
             parts, offs, other, bad = [], [], 0, 0
             for ref in batch.column(0).to_pylist():
-                got = parse_raw_ref(ref, raw_topic)
-                if got is None:
+                got = locate(ref, raw_topic, incarnation)
+                if got == "bad":
                     bad += 1
-                elif got[0] != raw_topic:
+                elif got == "other":
                     other += 1
                 else:
-                    parts.append(got[1])
-                    offs.append(got[2])
+                    parts.append(got[0])
+                    offs.append(got[1])
             yield (np.asarray(parts, dtype=np.int64), np.asarray(offs, dtype=np.int64), batch.num_rows, other, bad)
 
 
@@ -142,21 +147,22 @@ class RawBatch:
 
 class Auditor:
     def __init__(self, out_dir: str | Path, raw_topic: str, ranges: dict[int, tuple[int, int]],
-                 work_dir: str | Path | None = None):
+                 work_dir: str | Path | None = None, incarnation: str | None = None):
         self.out_dir = Path(out_dir)
         for sub in ("manifest", "ledger"):
             if not (self.out_dir / sub).is_dir():
                 raise FileNotFoundError(f"{self.out_dir}: not an output folder (no {sub}/ inside)")
         self.raw_topic = raw_topic
+        self.incarnation = incarnation
         self.ranges = ranges
         self._tmp = tempfile.TemporaryDirectory(prefix="foundry-audit-", dir=work_dir)
         self.counters = OffsetCounters(ranges, Path(self._tmp.name))
         self.report = AuditReport(raw_topic, {p: list(r) for p, r in sorted(ranges.items())})
 
     def count_outcomes(self, read=read_outcome_refs) -> None:
-        """``read(folder, raw_topic)`` yields batches as ``read_outcome_refs`` does."""
+        """``read(folder, raw_topic, incarnation)`` yields batches as ``read_outcome_refs`` does."""
         for kind, sub, attr in (("shard", "manifest", "manifest_rows"), ("ledger", "ledger", "ledger_rows")):
-            for parts, offs, rows, other, bad in read(self.out_dir / sub, self.raw_topic):
+            for parts, offs, rows, other, bad in read(self.out_dir / sub, self.raw_topic, self.incarnation):
                 setattr(self.report, attr, getattr(self.report, attr) + rows)
                 self.report.outside_range += other + self.counters.add(kind, parts, offs)
                 self.report.unreadable_refs += bad
@@ -293,6 +299,7 @@ def audit_output(out_dir: str | Path, *, bootstrap: str | None = None, raw_topic
     """Audit ``out_dir`` against the raw topic range (or the archive) ``[start, until)``;
     the bounds read as replay's (``beginning``, ``end``, ISO time, ``P:OFFSET,...``;
     offsets only with an archive)."""
+    incarnation = None
     if archive is not None:
         ranges = archive_ranges(archive)
         lo = _offsets(start) if start not in (None, "beginning") else {}
@@ -303,7 +310,10 @@ def audit_output(out_dir: str | Path, *, bootstrap: str | None = None, raw_topic
         if bootstrap is None:
             raise ValueError("auditing the raw topic needs a bootstrap server (or pass an archive)")
         from streams.raw_range import parse_bound
+        from streams.topic_identity import topic_incarnation
         from iolayer.ranges import watermarks
+
+        incarnation = topic_incarnation(bootstrap, raw_topic)
 
         s = parse_bound(start, bootstrap, raw_topic, end=False)
         e = parse_bound(until, bootstrap, raw_topic, end=True)
@@ -313,7 +323,7 @@ def audit_output(out_dir: str | Path, *, bootstrap: str | None = None, raw_topic
         batches = topic_batches(bootstrap, raw_topic, {p: r[0] for p, r in ranges.items()},
                                 {p: r[1] for p, r in ranges.items()})
     ranges = {p: (a, max(a, b)) for p, (a, b) in ranges.items()}
-    auditor = Auditor(out_dir, raw_topic, ranges, work_dir)
+    auditor = Auditor(out_dir, raw_topic, ranges, work_dir, incarnation)
     auditor.count_outcomes()
     auditor.check_raw(batches)
     return auditor.finish()
@@ -326,7 +336,7 @@ def audit_ids(out_dir: str | Path, expected_ids: Iterable[str], source: str = "e
     index = {doc_id: i for i, doc_id in enumerate(dict.fromkeys(expected_ids))}
     unknown = len(index)  # one offset past the expected ones collects the rows of unknown ids
 
-    def read(folder: Path, _topic: str):
+    def read(folder: Path, _topic: str, _incarnation):
         col = "doc_id" if folder.name == "manifest" else "id"
         for part in sorted(folder.glob("*.parquet")):
             for b in pq.ParquetFile(part).iter_batches(batch_size=_BATCH, columns=[col]):

@@ -207,7 +207,7 @@ class Rejection(Record):
     content_hash: str | None = None
     n_bytes: int | None = None
     budget_version: int | None = None
-    raw_ref: str | None = None  # "partition:offset" of the raw message: tells two publications of one id apart
+    raw_ref: str | None = None  # the raw message (schemas/raw_ref.py): tells two publications of one id apart
 
     def _check(self) -> None:
         super()._check()

@@ -24,6 +24,7 @@ import faust
 
 from schemas.recipe import Recipe
 from schemas import CuratedDocument, RawDocument, Rejection, SchemaError, Topics
+from schemas.raw_ref import format_raw_ref
 from streams.faust_app import make_faust_app
 from streams.partition_state import PartitionState, PartitionStateStore
 from streams.stages.base import Outcome
@@ -31,16 +32,17 @@ from streams.stages.dedup import BloomDeduper
 from streams.stages.registry import build_stage
 from streams.stages.tokenize import SentencePieceTokenizer
 from streams.stages.validate import Validator
+from streams.topic_identity import topic_incarnation
 from telemetry import metrics
 
 log = logging.getLogger(__name__)
 
 
-def _undecodable(msg, err: SchemaError, stage: str, recipe_version: str) -> Rejection:
+def _undecodable(msg, err: SchemaError, stage: str, recipe_version: str, raw_ref: str | None = None) -> Rejection:
     # No id can be read from the message itself: its coordinates are its id.
-    ref = f"{msg.topic}:{msg.partition}:{msg.offset}"
-    return Rejection(id=ref, reason=err.reason.value, stage=stage, recipe_version=recipe_version,
-                     detail=err.detail[:500], raw_ref=ref)
+    coords = f"{msg.topic}:{msg.partition}:{msg.offset}"
+    return Rejection(id=coords, reason=err.reason.value, stage=stage, recipe_version=recipe_version,
+                     detail=err.detail[:500], raw_ref=raw_ref or coords)
 
 
 def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir: str = "var/faust",
@@ -97,17 +99,21 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
         await asyncio.gather(*futs)  # delivered before this batch is acked
 
     validator = Validator(version, recipe.validate_.max_bytes, recipe.validate_.min_chars)
+    # Raw refs name the topic and its incarnation: offsets of another raw topic, or of this one
+    # deleted and created again, are other messages, not redeliveries (PartitionState.admit).
+    raw_incarnation = topic_incarnation(bootstrap, topics.raw) if ingest else None
 
     async def ingest_agent(stream):
         async for events in stream.take_events(batch, within=within):
             outcomes: list[Outcome] = []
             for ev in events:
                 try:
+                    ref = format_raw_ref(ev.message.topic, ev.message.partition, ev.message.offset, raw_incarnation)
                     raw = RawDocument.decode(ev.value)
-                    raw.meta["raw_ref"] = f"{ev.message.partition}:{ev.message.offset}"
+                    raw.meta["raw_ref"] = ref
                     outcomes.append(validator(raw))
                 except SchemaError as err:
-                    outcomes.append(_undecodable(ev.message, err, "ingest", version))
+                    outcomes.append(_undecodable(ev.message, err, "ingest", version, ref))
             metrics.record_outcomes("ingest", outcomes)
             await emit(outcomes, keyed_t)
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from schemas import RawDocument, Rejection, SchemaError, Topics
+from schemas.raw_ref import format_raw_ref
 from iolayer.publisher import RecordPublisher
 from streams.raw_range import RawMessage
 from streams.stages.validate import Validator
@@ -52,15 +53,14 @@ class ReplayFeeder:
         for m in messages:
             if m.offset < pos.get(m.partition, 0):
                 continue
-            ref = f"{m.partition}:{m.offset}"
+            ref = format_raw_ref(self.raw_topic_name, m.partition, m.offset)
             try:
                 raw = RawDocument.decode(m.value)
                 raw.meta["raw_ref"] = ref
                 out = self.validator(raw)
             except SchemaError as err:
-                coord = f"{self.raw_topic_name}:{m.partition}:{m.offset}"
-                out = Rejection(id=coord, reason=err.reason.value, stage="ingest",
-                                recipe_version=self.validator.recipe_version, detail=err.detail[:500], raw_ref=coord)
+                out = Rejection(id=ref, reason=err.reason.value, stage="ingest",
+                                recipe_version=self.validator.recipe_version, detail=err.detail[:500], raw_ref=ref)
             if isinstance(out, Rejection):
                 self.rejections.publish(out, key=out.id)
             else:

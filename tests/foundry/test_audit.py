@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 
-from foundry.audit import audit_ids, audit_output, parse_raw_ref
+from foundry.audit import audit_ids, audit_output, locate
 from foundry.cli import main
 
 TOPIC = "foundry.raw"
@@ -36,10 +36,14 @@ def _refs(p: int, offsets, topic: bool = True) -> list[str]:
     return [f"{TOPIC}:{p}:{o}" if topic else f"{p}:{o}" for o in offsets]
 
 
-def test_raw_refs_with_and_without_topic():
-    assert parse_raw_ref("foundry.raw:3:17", "x") == ("foundry.raw", 3, 17)
-    assert parse_raw_ref("3:17", "foundry.raw") == ("foundry.raw", 3, 17)
-    assert parse_raw_ref("garbage", "t") is None and parse_raw_ref(None, "t") is None
+def test_rows_are_located_in_the_audited_topic_and_incarnation():
+    assert locate("foundry.raw:3:17", TOPIC, None) == (3, 17)
+    assert locate("3:17", TOPIC, "abc") == (3, 17)  # an old ref: the audited topic
+    assert locate("foundry.raw@abc:3:17", TOPIC, "abc") == (3, 17)
+    assert locate("foundry.raw@old:3:17", TOPIC, "abc") == "other"  # the topic before it was recreated
+    assert locate("foundry.raw@old:3:17", TOPIC, None) == (3, 17)  # an archive knows no incarnation
+    assert locate("other.raw:3:17", TOPIC, None) == "other"
+    assert locate("garbage", TOPIC, None) == "bad" and locate(None, TOPIC, None) == "bad"
 
 
 def test_clean_output_passes_and_old_refs_count(tmp_path):
