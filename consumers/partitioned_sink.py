@@ -61,6 +61,13 @@ def atomic_write(path: Path, write_fn) -> None:
         os.close(dfd)
 
 
+class SinkStopped(SystemExit):
+    """A message the sink must not skip and cannot write (a newer schema version): the sink
+    stops with this message and exit status 1, after making durable what came before; the
+    message stays on the topic for an upgraded sink. A SystemExit, so the command that runs
+    the sink ends with the message, not a traceback."""
+
+
 @dataclass
 class PartBuffer:
     items: list[tuple[int, Any]] = field(default_factory=list)  # (offset, item)
@@ -92,7 +99,9 @@ class PartitionedSink(ABC):
         self.parts_written = 0
         self.items_written = 0
         self.skipped_redeliveries = 0
+        self.diverted = 0
         self._stop = False
+        self._stop_error: SinkStopped | None = None
         self.consumer: Consumer | None = None
 
     # --- what a subclass defines ---------------------------------------
@@ -115,6 +124,14 @@ class PartitionedSink(ABC):
     @abstractmethod
     def recover_partition(self, partition: int) -> tuple[int | None, set[str], int]:
         """(offset to resume from or None, keys already written, items written) from the parts on disk."""
+
+    def divert(self, msg, item: Any) -> bool:
+        """True if ``item`` was sent elsewhere (a message the sink cannot write, sent to the
+        ledger): its offset advances, nothing is written. Made durable by ``before_commit``."""
+        return False
+
+    def before_commit(self) -> None:
+        """Called before each offset commit: what ``divert`` sent must be delivered by then."""
 
     # --- the loop ------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -153,6 +170,7 @@ class PartitionedSink(ABC):
             self.items_written += len(kept)
             metrics.record_part(self.sink_name, len(kept))
         self.next_offset[partition] = end
+        self.before_commit()
         self.consumer.commit(offsets=[TopicPartition(self.topic, partition, end)], asynchronous=False)
 
     def _add(self, msg) -> None:
@@ -161,8 +179,10 @@ class PartitionedSink(ABC):
         buf = self.buffers.get(p)
         if buf is None:
             buf = self.buffers[p] = PartBuffer(first_offset=msg.offset(), opened_at=time.monotonic())
-        key = self.key_of(item)
-        if key in buf.keys or key in self.seen.setdefault(p, set()):
+        if self.divert(msg, item):
+            self.diverted += 1
+            item = None
+        elif (key := self.key_of(item)) in buf.keys or key in self.seen.setdefault(p, set()):
             # An upstream redelivery: already written (or buffered). Keep its
             # offset so the position advances, but not the item.
             self.skipped_redeliveries += 1
@@ -205,14 +225,19 @@ class PartitionedSink(ABC):
             metrics.start_lag_probe(self.bootstrap, self.group_id, [self.topic])
         last_msg = time.monotonic()
         try:
-            while not self._stop:
+            while not self._stop and self._stop_error is None:
                 msgs = self.consumer.consume(500, timeout=0.5)
                 for m in msgs:
                     if m.error():
                         if m.error().code() != KafkaError._PARTITION_EOF:
                             log.warning("consumer error: %s", m.error())
                         continue
-                    self._add(m)
+                    try:
+                        self._add(m)
+                    except SinkStopped as stop:
+                        log.error("%s stops: %s", self.group_id, stop.code)
+                        self._stop_error = stop
+                        break
                     last_msg = time.monotonic()
                 self._flush_due()
                 if stop_at is None and stop_at_file is not None and Path(stop_at_file).exists():
@@ -233,6 +258,8 @@ class PartitionedSink(ABC):
                 except Exception:  # noqa: BLE001 - the broker may already be gone
                     log.exception("final flush failed; the data will be re-read on restart")
             self.consumer.close()
+        if self._stop_error is not None:
+            raise self._stop_error
 
     def _reached(self, stop_at: dict[int, int]) -> bool:
         """Flush each partition whose buffer reached its end offset; True when all are done."""

@@ -21,13 +21,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 
-from consumers.partitioned_sink import PartitionedSink, atomic_write, read_part_end, write_part_end
+from consumers.partitioned_sink import PartitionedSink, SinkStopped, atomic_write, read_part_end, write_part_end
 from telemetry import metrics
-from schemas import CuratedDocument, ShardManifest, Topics
+from schemas import CuratedDocument, Reason, Rejection, SchemaError, ShardManifest, Topics
 from schemas.shard_format import MANIFEST_COLUMNS, META_EXT, TOKENS_EXT, part_name, shard_name, token_dtype
 from iolayer.publisher import RecordPublisher
 
 log = logging.getLogger(__name__)
+
+
+def _newer_version(value: bytes | None) -> bool:
+    try:
+        obj = json.loads(value) if value is not None else None
+    except ValueError:
+        return False
+    v = obj.get("v") if isinstance(obj, dict) else None
+    return (obj or {}).get("schema") == CuratedDocument.SCHEMA and isinstance(v, int) and v > CuratedDocument.VERSION
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -58,12 +67,47 @@ class ShardWriter(PartitionedSink):
         self.publisher = RecordPublisher(bootstrap, topics.shards, check=False,
                                          client_id="foundry-shard-writer") if publish else None
         self.namespace = namespace
+        self.rejections: RecordPublisher | None = None  # made on the first message it cannot shard
 
     # --- PartitionedSink ------------------------------------------------
-    def decode(self, msg) -> CuratedDocument:
-        # Only our own agents write this topic; a message that does not decode is
-        # a bug upstream, and stopping beats silently dropping a document.
-        return CuratedDocument.decode(msg.value())
+    def decode(self, msg) -> CuratedDocument | Rejection:
+        """A document; a Rejection for a message that cannot be sharded (not a curated
+        document, or one without tokens), which ``divert`` sends to the ledger. A document
+        of a newer schema version is no reason to reject it: the writer stops instead."""
+        try:
+            doc = CuratedDocument.decode(msg.value())
+        except SchemaError as err:
+            if _newer_version(msg.value()):
+                raise SinkStopped(f"{msg.topic()}[{msg.partition()}] offset {msg.offset()}: {err.detail}; "
+                                  f"upgrade the shard writer (the message stays on the topic, nothing "
+                                  f"after it was skipped)") from None
+            return self._unshardable(msg, err.reason, err.detail)
+        if doc.tokens_b64 is None:
+            return self._unshardable(msg, Reason.MALFORMED, f"document {doc.id} reached the shard writer untokenized",
+                                     doc)
+        return doc
+
+    def _unshardable(self, msg, reason: Reason, detail: str, doc: CuratedDocument | None = None) -> Rejection:
+        headers = {k: v.decode("utf-8", "replace") for k, v in (msg.headers() or []) if v is not None}
+        coords = f"{msg.topic()}:{msg.partition()}:{msg.offset()}"
+        return Rejection(id=headers.get("doc_id") or coords, reason=reason.value, stage="shard_writer",
+                         recipe_version=self.recipe_version, detail=detail[:500],
+                         source=doc.source if doc else None, content_hash=doc.content_hash if doc else None,
+                         raw_ref=headers.get("raw_ref") or coords)
+
+    def divert(self, msg, item) -> bool:
+        if not isinstance(item, Rejection):
+            return False
+        if self.rejections is None:
+            self.rejections = RecordPublisher(self.bootstrap, Topics(namespace=self.namespace).rejections,
+                                              check=False, client_id="foundry-shard-writer-rejections")
+        self.rejections.publish(item, key=item.id)
+        log.warning("%s: not sharded, sent to the ledger (%s: %s)", item.raw_ref, item.reason, item.detail)
+        return True
+
+    def before_commit(self) -> None:
+        if self.rejections is not None:
+            self.rejections.flush(60)  # delivered before the offset that passes them is committed
 
     def key_of(self, doc: CuratedDocument) -> str:
         return doc.content_hash  # unique among kept documents: exact dedup ran upstream
