@@ -52,6 +52,61 @@ def _ingest_opts(f):
     return f
 
 
+ENDLESS = 10**12  # --n-docs 0: a generator that runs until it is stopped
+
+
+def _pacing_opts(f):
+    opts = [
+        click.option("--rate", type=float, default=None, metavar="DOCS_PER_S",
+                     help="Publish at most this many documents a second (a source that arrives over time)."),
+        click.option("--flood-after", type=int, default=None, metavar="N",
+                     help="After N documents the source turns into a near-duplicate spam flood (demos, tests)."),
+        click.option("--flood-docs", type=int, default=None, help="Documents of the flood (default: no end)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _shaped(src, rate, flood_after, flood_docs, seed):
+    """The source with the flood and the pacing asked for."""
+    from streams.sources.low_value import NearDupFlood
+    from streams.sources.pacing import Paced
+
+    if flood_after is not None:
+        src = NearDupFlood(src, after=flood_after, flood_docs=flood_docs, seed=seed)
+    return Paced(src, rate) if rate else src
+
+
+def _watch_folder(make_source, every_s: float, ingest) -> None:
+    """Ingest whatever the folder holds, then again every ``every_s`` seconds until SIGTERM/SIGINT
+    (checkpoints skip the files already done, so each round reads only the new ones)."""
+    import time
+
+    stop, busy = [], []
+
+    def on_signal(*_):
+        stop.append(1)
+        if busy:  # mid-file: leave now; the checkpoint and the recovery scan make the rerun exact
+            raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    while not stop:
+        src = make_source()
+        if src.paths:
+            busy.append(1)
+            try:
+                ingest(src)
+            except KeyboardInterrupt:
+                return
+            finally:
+                busy.clear()
+        deadline = time.monotonic() + every_s
+        while not stop and time.monotonic() < deadline:
+            time.sleep(min(0.2, every_s))
+
+
 def _start(bootstrap: str, topic: str, wait_s: float) -> None:
     from iolayer.publisher import BrokerUnavailable
     from streams.sources.runner import ensure_raw_topic, wait_for_broker
@@ -128,17 +183,31 @@ def ingest_warc(paths, source, licence, extractor, max_record_mb, **kw) -> None:
 @click.option("--id-field", default="id", show_default=True, help="Field holding the id (else file:line).")
 @click.option("--url-field", default="url", show_default=True)
 @click.option("--lang-field", default="lang", show_default=True)
+@_pacing_opts
+@click.option("--watch", "watch_s", type=float, default=None, metavar="SECONDS",
+              help="A drop folder: keep running and look for new files every SECONDS (write a file under a "
+                   "name starting with '.' or ending in '.tmp', then rename it, so it is read only when whole).")
 @_ingest_opts
 @_common
-def ingest_files(paths, source, licence, text_field, id_field, url_field, lang_field, **kw) -> None:
+def ingest_files(paths, source, licence, text_field, id_field, url_field, lang_field, rate, flood_after, flood_docs,
+                 watch_s, **kw) -> None:
     """JSONL, JSONL.gz and Parquet files or folders of them (a licensed corpus)."""
     from streams.sources.files import FieldMap, FileSource
 
-    src = FileSource(list(paths), source=source, licence=licence,
-                     fields=FieldMap(text=text_field, id=id_field, url=url_field, lang=lang_field))
-    if not src.paths:
-        raise click.ClickException("no .jsonl, .jsonl.gz or .parquet files found")
-    _run_ingest(src, "ingest files", **kw)
+    def files():
+        src = FileSource(list(paths), source=source, licence=licence,
+                         fields=FieldMap(text=text_field, id=id_field, url=url_field, lang=lang_field))
+        src.paths = [p for p in src.paths if not (p.name.startswith(".") or p.name.endswith(".tmp"))]
+        return src
+
+    if watch_s is None:
+        src = files()
+        if not src.paths:
+            raise click.ClickException("no .jsonl, .jsonl.gz or .parquet files found")
+        _run_ingest(_shaped(src, rate, flood_after, flood_docs, 0), "ingest files", **kw)
+        return
+    _watch_folder(files, watch_s, lambda src: _run_ingest(_shaped(src, rate, flood_after, flood_docs, 0),
+                                                          "ingest files", **kw))
 
 
 # -------------------------------------------------------------------- generate
@@ -150,6 +219,10 @@ def ingest_files(paths, source, licence, text_field, id_field, url_field, lang_f
 @click.option("--near-dup-rate", default=0.03, show_default=True, help="Share of near duplicates.")
 @click.option("--boilerplate-rate", default=0.05, show_default=True, help="Share of documents with boilerplate.")
 @click.option("--source", default="synthetic", show_default=True)
+@click.option("--kind", type=click.Choice(["mixed", "boilerplate", "repeated"]), default="mixed", show_default=True,
+              help="mixed: the word-salad generator with the rates above; boilerplate / repeated: pages of only "
+                   "navigation and footer lines / one sentence many times (streams/sources/low_value.py).")
+@_pacing_opts
 @click.option("--checkpoint", "model_checkpoint", default=None,
               help="Sample documents from the trainer's model instead: its ONNX export folder (latest.json).")
 @click.option("--tokenizer", "tokenizer_model", default=None,
@@ -157,16 +230,25 @@ def ingest_files(paths, source, licence, text_field, id_field, url_field, lang_f
 @click.option("--max-tokens", default=128, show_default=True, help="Tokens per sampled document.")
 @_ingest_opts
 @_common
-def generate(n_docs, seed, mix, dup_rate, near_dup_rate, boilerplate_rate, source, model_checkpoint,
-             tokenizer_model, max_tokens, **kw) -> None:
-    """Generated documents (marked synthetic), reproducible from the seed."""
+def generate(n_docs, seed, mix, dup_rate, near_dup_rate, boilerplate_rate, source, kind, rate, flood_after,
+             flood_docs, model_checkpoint, tokenizer_model, max_tokens, **kw) -> None:
+    """Generated documents (marked synthetic), reproducible from the seed; --n-docs 0: no end."""
+    from streams.sources.low_value import LowValueSource
     from streams.sources.synthetic import SyntheticConfig, SyntheticSource
+
+    shape = lambda src: _shaped(src, rate, flood_after, flood_docs, seed)  # noqa: E731
+    if kind != "mixed":
+        name = source if source != "synthetic" else kind
+        _run_ingest(shape(LowValueSource(kind, n_docs=n_docs or None, seed=seed, source=name)), "generate", **kw)
+        return
 
     if model_checkpoint:
         from streams.sources.model_samples import ModelSampleSource
 
-        tok = tokenizer_model or str(Path(__file__).resolve().parents[1] / "models" / "tokenizer"
-                                     / "foundry-sp32k-v1.model")
+        from importlib import resources
+
+        # the shipped tokenizer is package data of `models` (found in a wheel install too)
+        tok = tokenizer_model or os.fspath(resources.files("models") / "tokenizer" / "foundry-sp32k-v1.model")
         try:
             src = ModelSampleSource(model_checkpoint, tok, n_docs=n_docs, seed=seed, max_tokens=max_tokens,
                                     source=source if source != "synthetic" else "synthetic-model")
@@ -180,9 +262,9 @@ def generate(n_docs, seed, mix, dup_rate, near_dup_rate, boilerplate_rate, sourc
         raise click.BadParameter("three comma-separated numbers", param_hint="--mix") from None
     if len(weights) != 3 or min(weights) < 0 or sum(weights) <= 0:
         raise click.BadParameter("three non-negative weights, not all 0", param_hint="--mix")
-    cfg = SyntheticConfig(n_docs=n_docs, seed=seed, dup_rate=dup_rate, mix=weights,
+    cfg = SyntheticConfig(n_docs=n_docs or ENDLESS, seed=seed, dup_rate=dup_rate, mix=weights,
                           near_dup_rate=near_dup_rate, boilerplate_rate=boilerplate_rate)
-    _run_ingest(SyntheticSource(cfg, source=source), "generate", **kw)
+    _run_ingest(shape(SyntheticSource(cfg, source=source)), "generate", **kw)
 
 
 # ----------------------------------------------------------------------- crawl
