@@ -45,6 +45,9 @@ class DataConfig(_Section):
     heldout_max_rows: int = 64  # rows of the evaluation set
     reserve_probe: float = Field(0.01, ge=0.0, lt=0.5)
     reserve_eval: float = Field(0.02, ge=0.0, lt=0.5)
+    # reserved: the probe and evaluation documents come from these sources only (empty: every source),
+    # so "value" means "helps on the text we want", not on a junk source's own reserved sample
+    heldout_sources: list[str] = Field(default_factory=list)
     max_doc_tokens: int = 8192  # longer documents are cut
     # trainer-side pruning: cut the 2nd and later copies of any span of >= k tokens repeated inside a
     # training document (trainer/token_prune.py); skipped tokens cost no compute. 0 = off

@@ -54,7 +54,9 @@ class _Packer:
     def full(self) -> bool:
         return self.total >= self.max_rows * self.row_len
 
-    def add(self, tokens: np.ndarray) -> None:
+    def add(self, tokens: np.ndarray, cap: int | None = None) -> None:
+        """Add a document, cut to ``cap`` tokens (a source's share of the set)."""
+        tokens = tokens[:cap] if cap is not None else tokens
         self.parts.append(tokens.astype(np.int64))
         self.parts.append(np.array([self.sep_id], dtype=np.int64))
         self.total += tokens.size + 1
@@ -86,10 +88,13 @@ def heldout_sets(entries: Iterable[ManifestEntry], reader: ShardReader, data: Da
     probe = _Packer(row_len, probe_rows, sep_id)
     evals = _Packer(row_len, data.heldout_max_rows, sep_id)
     reserved = data.heldout_from == "reserved"
+    taken: dict[tuple[int, str], int] = {}  # tokens per (set, source) with heldout_sources
     for doc in _docs_of(entries, reader):
         if probe.full and evals.full:
             break
         if reserved:
+            if data.heldout_sources and doc.source not in data.heldout_sources:
+                continue
             if doc.draw < data.reserve_probe:
                 target = probe
             elif doc.draw < data.reserve_probe + data.reserve_eval:
@@ -98,7 +103,18 @@ def heldout_sets(entries: Iterable[ManifestEntry], reader: ShardReader, data: Da
                 continue
         else:
             target = evals if probe.full else probe
-        if not target.full:
+        if target.full:
+            continue
+        if reserved and data.heldout_sources:
+            # each named source fills about an equal share, so one with long documents does not define "value"
+            share = -(-target.max_rows * target.row_len // len(data.heldout_sources))
+            key = (id(target), doc.source)
+            room = share - taken.get(key, 0)
+            if room <= 0:
+                continue
+            target.add(doc.tokens, cap=room)
+            taken[key] = taken.get(key, 0) + min(room, doc.tokens.size) + 1
+        else:
             target.add(doc.tokens)
     return HeldoutSets(probe.rows(), evals.rows(), probe.docs, evals.docs)
 

@@ -97,6 +97,8 @@ class RunSession:
         self.stream: RowStream | None = None
         self.prefetcher: RowPrefetcher | None = None
         self.heldout: HeldoutSets | None = None  # probe rows (steer) and evaluation rows (measure)
+        self._heldout_retry = 0  # step at which a reserved set that is not full yet is rebuilt
+        self._heldout_builds = 0
         self.scorer: ValueScorer | None = None
         self._window = {"t0": time.perf_counter(), "wait0": 0.0, "tokens": 0, "loss": 0.0, "n": 0}
         self.resumed_from: int | None = None
@@ -165,8 +167,19 @@ class RunSession:
         return self.prefetcher.take(self.cfg.data.micro_batch_rows * self.schedule.batch_mult, poll)
 
     # -- one step -------------------------------------------------------------------------
+    def _heldout_growing(self) -> bool:
+        """A reserved held-out set is rebuilt (every ``eval.every`` steps) until its rows are full: at the
+        first step only a shard or two may have been announced."""
+        h, d = self.heldout, self.cfg.data
+        if h is None or d.heldout_from != "reserved" or self.step < self._heldout_retry or self._heldout_builds >= 20:
+            return False  # (after 20 tries a source that never supplies its share leaves the set as it is)
+        return h.probe.shape[0] < self.cfg.value.probe_rows or h.eval.shape[0] < d.heldout_max_rows
+
     def _ensure_heldout(self) -> None:
-        if self.heldout is None:
+        if self.heldout is None or self._heldout_growing():
+            self._heldout_retry = self.step + self.cfg.eval.every
+            self._heldout_builds += 1
+            self.scorer = None  # its probe rows change with the set
             d = self.cfg.data
             entries = self.log.heldout if d.heldout_from == "first_shards" else self.log.train_entries()
             self.heldout = heldout_sets(entries, self.reader, d, block_size=self.cfg.model.block_size,
