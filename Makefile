@@ -1,4 +1,4 @@
-# The two first commands: `make demo` (set up, start Kafka, run the pipeline) and `make test`.
+# The two first commands: `make demo` (set up, start Kafka, run the whole loop for a few minutes) and `make test`.
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -6,7 +6,7 @@ FOUNDRY := $(VENV)/bin/foundry
 KAFKA_HOME ?= var/kafka
 BOOTSTRAP ?= 127.0.0.1:9092
 CORPUS ?=
-DOCS ?= 10000
+DEMO_MINUTES ?= 3
 OUT ?= out
 # pip and Maven keep their caches outside the clone (~/.cache/pip, ~/.m2), so a
 # second install on the same machine reuses the downloads.
@@ -20,9 +20,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The whole loop for DEMO_MINUTES on real text (CORPUS=..., or ../shared/data beside the clone) and
+# generated low-value sources, then a summary; `foundry up` runs the same factory until stopped.
 demo: install
-	$(FOUNDRY) run --bootstrap $(BOOTSTRAP) --kafka-home $(KAFKA_HOME) --out $(OUT) \
-	  $(if $(CORPUS),$(foreach c,$(CORPUS),--corpus $(c)),--generate $(DOCS))
+	$(FOUNDRY) demo --minutes $(DEMO_MINUTES) --bootstrap $(BOOTSTRAP) --kafka-home $(KAFKA_HOME) --out $(OUT) \
+	  $(foreach c,$(CORPUS),--corpus $(c))
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider

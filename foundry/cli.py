@@ -8,6 +8,7 @@ import click
 
 from foundry.cli_audit import audit
 from foundry.cli_budget import budget, budget_report
+from foundry.cli_factory import demo, down, ps, up
 from foundry.cli_common import (DEFAULT_BOOTSTRAP, _recipe, bootstrap_opt, namespace_opt,  # noqa: F401
                                  raw_topic_opt, recipe_opt)
 from foundry.cli_kafka import kafka
@@ -181,7 +182,7 @@ def run(bootstrap, namespace, recipe_path, raw_topic, corpus, n_generated, seed,
 for _command, _name in ((kafka, "kafka"), (score, "score"), (train_command, "train"), (crawl, "crawl"),
                         (generate, "generate"), (ingest, "ingest"), (replay, "replay"), (archive, "archive"),
                         (diff, "diff"), (audit, "audit"), (budget, "budget"), (budget_report, "budget-report"),
-                        (status, "status"),
+                        (up, "up"), (down, "down"), (ps, "ps"), (demo, "demo"), (status, "status"),
                         (dashboard, "dashboard"), (report, "report")):
     main.add_command(_command, _name)
 
