@@ -26,6 +26,22 @@ from schemas import RawDocument, Reason
 from .runner import Item
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz", ".parquet")
+# A record must fit the topics' 64 MiB message limit (schemas/topics.py) with its envelope;
+# a longer line travels as a too_large defect without its text, and is never held whole.
+MAX_LINE_BYTES = 48 << 20
+
+
+def _read_line(fh) -> tuple[bytes, int]:
+    """(the line, or its first MAX_LINE_BYTES + 1 bytes if longer; its full length)."""
+    line = fh.readline(MAX_LINE_BYTES + 1)
+    length = len(line)
+    if length > MAX_LINE_BYTES and not line.endswith(b"\n"):
+        while True:  # skip the rest of the line in bounded chunks
+            rest = fh.readline(1 << 20)
+            length += len(rest)
+            if not rest or rest.endswith(b"\n"):
+                break
+    return line, length
 
 
 @dataclass(frozen=True)
@@ -97,21 +113,38 @@ class FileSource(LocalFileInputs):
         opener = gzip.open if path.name.endswith(".gz") else open
         lineno, offset = int(position.get("line", 0)), int(position.get("byte", 0))
         total = os.path.getsize(path)
+        if position.get("damaged"):
+            return  # read before as far as it can be read
         with opener(path, "rb") as fh:
             if offset:
                 fh.seek(offset)  # gzip: decompresses up to there, still one pass and bounded memory
             raw_fh = getattr(fh, "fileobj", None)
             last_raw = raw_fh.tell() if raw_fh is not None else offset
-            for line in fh:
+            while True:
+                try:
+                    line, length = _read_line(fh)
+                except (EOFError, OSError) as exc:  # a truncated or damaged gzip stream
+                    lineno += 1
+                    doc = self._defect(path, f"{path.name}:{lineno}", Reason.CORRUPT_RECORD,
+                                       f"the file cannot be read past line {lineno - 1}: {exc}", None)
+                    yield Item(doc, {"line": lineno, "byte": offset, "damaged": True}, n_bytes=0)
+                    return
+                if not length:
+                    break
                 lineno += 1
-                offset += len(line)
+                offset += length
                 raw_now = raw_fh.tell() if raw_fh is not None else offset
                 n_bytes, last_raw = max(0, min(raw_now, total) - last_raw), raw_now
                 pos = {"line": lineno, "byte": offset}
                 if not line.strip():
                     yield Item(None, pos, kind="blank_line", n_bytes=n_bytes)
                     continue  # blank lines separate nothing; they are not documents
-                yield Item(self._line_doc(path, line, f"{path.name}:{lineno}"), pos, n_bytes=n_bytes)
+                if length > MAX_LINE_BYTES:
+                    doc = self._defect(path, f"{path.name}:{lineno}", Reason.TOO_LARGE,
+                                       f"line of {length} bytes > {MAX_LINE_BYTES} (the message limit)", line)
+                else:
+                    doc = self._line_doc(path, line, f"{path.name}:{lineno}")
+                yield Item(doc, pos, n_bytes=n_bytes)
 
     def _line_doc(self, path: Path, line: bytes, fallback_id: str) -> RawDocument:
         try:
@@ -120,6 +153,8 @@ class FileSource(LocalFileInputs):
             return self._defect(path, fallback_id, Reason.INVALID_UTF8, str(exc), line)
         except ValueError as exc:
             return self._defect(path, fallback_id, Reason.MALFORMED, f"invalid JSON: {exc}", line)
+        except RecursionError:
+            return self._defect(path, fallback_id, Reason.MALFORMED, "JSON nested too deeply", line)
         return self._from_obj(path, obj, fallback_id)
 
     def _parquet(self, path: Path, start_row: int) -> Iterator[Item]:

@@ -90,3 +90,22 @@ def test_runs_from_another_and_a_recreated_raw_topic_are_all_kept_and_audited(ka
     rep = audit_output(out, bootstrap=kafka_bootstrap, raw_topic=raw_a)
     # The first topic's rows name an incarnation that is gone: outside, not "sharded twice".
     assert rep.ok and rep.raw_checked == 300 and rep.outside_range == 600, rep.text()
+
+
+def test_damaged_corpus_files_end_in_the_ledger_not_in_an_exception(kafka_bootstrap, tmp_path, unique_name):
+    good = tmp_path / "good.jsonl.gz"
+    write_corpus(good, 200, dup_every=10, bad=True)
+    nested = tmp_path / "nest.jsonl"
+    nested.write_bytes(b'{"id": "n1", "text": "fine words here"}\n{"id": "deep", "text": '
+                       + b"[" * 100_000 + b"]" * 100_000 + b"}\n")
+    cut = tmp_path / "cut.jsonl.gz"
+    whole = gzip.compress(b"".join(json.dumps({"id": f"cut-{i}", "text": f"cut text {i} " * 5}).encode() + b"\n"
+                                   for i in range(400)))
+    cut.write_bytes(whole[: len(whole) // 2])
+    summary = run_pipeline(kafka_bootstrap, small_recipe(), corpus=[str(good), str(nested), str(cut)],
+                           namespace=unique_name, raw_topic=f"{unique_name}.raw", out_root=tmp_path / "out",
+                           timeout=240)
+    rep = audit_output(Path(summary.out_dir), bootstrap=kafka_bootstrap, raw_topic=f"{unique_name}.raw")
+    assert rep.ok and rep.raw_checked == summary.docs_in, rep.text()
+    assert summary.rejections_by_reason.get("corrupt_record") == 1
+    assert summary.rejections_by_reason.get("malformed", 0) >= 3  # two of BAD_LINES and the nested line
