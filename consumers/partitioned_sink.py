@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import time
 from abc import ABC, abstractmethod
@@ -22,7 +21,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from iolayer.atomic_files import atomic_write  # noqa: F401  (the sinks import it from here)
 from telemetry import metrics
+from iolayer.kafka_config import confluent_config
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +46,6 @@ def read_part_end(part: Path) -> int | None:
     the partition then resumes from an earlier part and skips what is written."""
     f = _offset_file(part)
     return json.loads(f.read_text())["end_offset"] if f.exists() else None
-
-
-def atomic_write(path: Path, write_fn) -> None:
-    """Write via ``write_fn(tmp_path)``, fsync, then rename into place."""
-    tmp = path.with_name(path.name + ".tmp")
-    write_fn(tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 class SinkStopped(SystemExit):
@@ -214,12 +201,11 @@ class PartitionedSink(ABC):
         if install_signals:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
-        self.consumer = Consumer({
-            "bootstrap.servers": self.bootstrap, "group.id": self.group_id,
+        self.consumer = Consumer(confluent_config(self.bootstrap, {"group.id": self.group_id,
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "fetch.message.max.bytes": 64 << 20, "max.partition.fetch.bytes": 64 << 20,
             "session.timeout.ms": 10000,  # a killed writer's partitions move on after this
-        })
+        }))
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         if metrics.start_exporter():
             metrics.start_lag_probe(self.bootstrap, self.group_id, [self.topic])

@@ -40,6 +40,7 @@ from foundry.broker_config import (
     render_properties,
     server_properties,
 )
+from iolayer.kafka_config import confluent_config
 
 __all__ = ["KAFKA_VERSION", "BrokerError", "KafkaCluster", "fetch_jars"]
 
@@ -102,8 +103,8 @@ def _metadata(bootstrap: str, timeout: float):
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0,
-                         "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000))})
+    admin = AdminClient(confluent_config(bootstrap, {"log_level": 0,
+                         "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000))}))
     try:
         return admin.list_topics(timeout=timeout)
     except KafkaException:

@@ -27,6 +27,7 @@ from schemas import Topics
 from streams.stages.tokenizer_training import train_tokenizer
 from iolayer.ranges import committed, watermarks
 from streams.topic_reader import read_raw_texts
+from iolayer.kafka_config import confluent_config
 
 
 @dataclass
@@ -196,8 +197,8 @@ class OutcomeMeter:
     def __init__(self, bootstrap: str, topics: Topics, expected: int):
         from confluent_kafka import Consumer, TopicPartition
 
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "foundry-inspect",
-                                   "enable.auto.commit": False})
+        self._consumer = Consumer(confluent_config(bootstrap, {"group.id": "foundry-inspect",
+                                   "enable.auto.commit": False}))
         self._parts = [TopicPartition(t, p) for t in (topics.tokenized, topics.rejections)
                        for p in range(topics.partitions)]
         self.expected = expected

@@ -8,7 +8,6 @@ when librdkafka's queue is full we poll until it drains instead of growing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException, Producer
@@ -48,19 +47,14 @@ def check_broker(bootstrap: str, timeout: float = 10.0, *, quiet: bool = False) 
 
 
 class RecordPublisher:
-    """Publishes schema records to one topic; ``flush`` raises if any delivery failed.
-
-    ``on_sent`` is called with each record's encoded size once it is queued (a metrics
-    hook: this layer counts nothing itself)."""
+    """Publishes schema records to one topic; ``flush`` raises if any delivery failed."""
 
     def __init__(self, bootstrap: str, topic: str, *, max_queue_mb: int = 64, linger_ms: int = 20,
-                 client_id: str = "foundry-source", check: bool = True, delivery_timeout_s: float = 300.0,
-                 on_sent: Callable[[int], None] | None = None):
+                 client_id: str = "foundry-source", check: bool = True, delivery_timeout_s: float = 300.0):
         if check:
             check_broker(bootstrap)
         self.topic = topic
         self.stats = PublishStats()
-        self.on_sent = on_sent
         self.errors: list[str] = []
         self._producer = Producer(confluent_config(bootstrap, {
             "client.id": client_id,
@@ -98,8 +92,6 @@ class RecordPublisher:
                 self._producer.poll(0.1)
         self.stats.sent += 1
         self.stats.bytes += len(value)
-        if self.on_sent is not None:
-            self.on_sent(len(value))
         self._producer.poll(0)
 
     def flush(self, timeout: float = 600.0) -> PublishStats:

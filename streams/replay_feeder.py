@@ -10,10 +10,10 @@ again on resume; the dedup agent recognises them by their raw offset (see
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from iolayer.atomic_files import atomic_write_text
 from schemas import RawDocument, Rejection, SchemaError, Topics
 from schemas.raw_ref import format_raw_ref
 from iolayer.publisher import RecordPublisher
@@ -42,9 +42,7 @@ class ReplayFeeder:
     def _save(self, pos: dict[int, int]) -> None:
         self.keyed.flush()
         self.rejections.flush()
-        tmp = self.checkpoint.with_suffix(".tmp")
-        tmp.write_text(json.dumps(pos))
-        os.replace(tmp, self.checkpoint)
+        atomic_write_text(self.checkpoint, json.dumps(pos))
 
     def feed(self, messages: Iterable[RawMessage], progress=None) -> int:
         """Feed messages not yet fed (per the checkpoint); returns how many were fed now."""

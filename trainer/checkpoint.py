@@ -8,50 +8,21 @@ newest healthy one is kept whatever ``keep`` says, for a rollback.
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
+
+from iolayer.atomic_files import atomic_write, atomic_write_bytes, fsync_dir  # noqa: F401  (imported from here)
 
 CKPT_RE = re.compile(r"^ckpt-(\d{9})\.pt$")
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
-    """Run ``write`` on a temporary file beside ``path``, fsync it and rename it into place,
-    so that ``path`` never holds a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` never holds a partial file."""
-    _atomic_write(path, lambda fh: fh.write(data))
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    _atomic_write(path, lambda fh: torch.save(obj, fh))
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 class CheckpointStore:

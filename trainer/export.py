@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer.checkpoint import atomic_write_bytes, fsync_dir
+from iolayer.atomic_files import atomic_write, atomic_write_bytes
 
 
 EXPORT_PREFIX = "lm-"
@@ -63,24 +62,20 @@ def export_onnx(model: torch.nn.Module, out_dir: Path, model_version: str, *, me
     gen = torch.Generator().manual_seed(0)
     example = torch.randint(0, vocab, (2, min(block, 16)), generator=gen)
     final = out_dir / f"{EXPORT_PREFIX}{model_version}.onnx"
-    tmp = out_dir / f".{final.name}.tmp"
-    try:
+
+    def write_checked(tmp: Path) -> float | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(cpu_model, (example,), str(tmp), dynamo=False, opset_version=opset,
                               input_names=["tokens"], output_names=["logits"],
                               dynamic_axes={"tokens": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"}})
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        diff = None
-        if check:  # another batch and length than the one traced: the axes really are dynamic
-            probe = torch.randint(0, vocab, (3, min(block, 19)), generator=gen)
-            diff = check_onnx(tmp, cpu_model, probe)
-        os.replace(tmp, final)
-        fsync_dir(out_dir)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        if not check:
+            return None
+        # another batch and length than the one traced: the axes really are dynamic
+        probe = torch.randint(0, vocab, (3, min(block, 19)), generator=gen)
+        return check_onnx(tmp, cpu_model, probe)
+
+    diff = atomic_write(final, write_checked)  # a file that fails its check is never published
     pointer = dict(meta, path=str(final.resolve()), file=final.name, model_version=model_version,
                    input="tokens", output="logits", block_size=block, model_vocab=vocab,
                    boundary_token=vocab - 1, check_max_abs_diff=diff)

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from schemas.records import SchemaError, ShardManifest
 from schemas.topics import Topics
+from iolayer.kafka_config import confluent_config
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +52,13 @@ class KafkaShardFeed:
 
         self.topic = Topics(namespace).shards
         self.partition = partition
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
+        self._consumer = Consumer(confluent_config(bootstrap, {
             "group.id": f"foundry-trainer-{namespace}",  # required by the client; nothing is committed
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "client.id": f"foundry-trainer-{namespace}",
-        })
+        }))
         self.seek(start_offset)
 
     def seek(self, next_offset: int) -> None:

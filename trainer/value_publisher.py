@@ -13,6 +13,7 @@ from typing import Protocol
 from schemas.records import ValueScore
 from schemas.topics import Topics
 from telemetry.metrics import record_value_scores
+from iolayer.kafka_config import confluent_config
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,12 @@ class KafkaValuePublisher:
         self.topic = Topics(namespace).values
         self.flush_timeout_s = flush_timeout_s
         self.errors = 0
-        self._producer = Producer({
-            "bootstrap.servers": bootstrap,
+        self._producer = Producer(confluent_config(bootstrap, {
             "linger.ms": 50,
             "compression.type": "zstd",
             "enable.idempotence": True,
             "client.id": f"foundry-trainer-{namespace}",
-        })
+        }))
 
     def _delivered(self, err, msg) -> None:  # noqa: ANN001 - confluent callback
         if err is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from schemas import BudgetUpdate, SchemaError, Topics
+from iolayer.kafka_config import confluent_config
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +113,13 @@ class KafkaBudgetReader:
     def _consumer(self):
         from confluent_kafka import Consumer
 
-        return Consumer({
-            "bootstrap.servers": self.bootstrap,
+        return Consumer(confluent_config(self.bootstrap, {
             "group.id": f"foundry-budget-reader-{self.topic}",  # required by the client; nothing is committed
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": True,
-        })
+        }))
 
     def _run(self) -> None:
         from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition

@@ -29,6 +29,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
 
+from iolayer.atomic_files import atomic_write_text
 from iolayer.ranges import range_consumer, read_range
 
 INPUT_HEADER = "foundry-input"
@@ -73,12 +74,7 @@ class CheckpointStore:
     def save(self, cp: Checkpoint) -> None:
         cp.updated_at = time.time()
         path = self._path(cp.input)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(asdict(cp), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(asdict(cp)))
 
     def clear(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
