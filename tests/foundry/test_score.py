@@ -21,7 +21,9 @@ EN = ("The city council voted on Tuesday to extend the bus network into the nort
       "The first new lines are expected to open next spring, and fares will stay the same for a year.")
 ZH = ("研究人员在论文中指出，这种新型电池在低温环境下仍能保持百分之八十以上的容量，明显优于目前市场上的同类产品。"
       "他们计划明年与汽车厂商合作开展道路测试，并希望在三年内实现量产。")
-DIGITS = "Order 4411 2390 8812 ref 77120 99812 code 1239 4412 total 88.12 99.10 12.00 and 4412 3321 9980."
+# long enough (20+ words) for the quality rules to judge it by its shares of digits
+DIGITS = ("Order 4411 2390 8812 ref 77120 99812 code 1239 4412 total 88.12 99.10 12.00 and 4412 3321 9980, "
+          "then 5521 6612 7781 8890 1120 3345 4456 5567 6678 7789 8890.")
 PAGE = ("Home\nNews\nSport\nWeather\n" + EN
         + "\nWe use cookies to improve your experience.\n© 2020 Example. All rights reserved.")
 
