@@ -7,7 +7,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from consumers.partitioned_sink import PartitionedSink, atomic_write, read_part_end, write_part_end
+from consumers.partitioned_sink import PartitionedSink, atomic_write, write_part_end
 from schemas import Rejection, SchemaError, Topics
 from schemas.shard_format import part_name
 
@@ -43,15 +43,11 @@ class RejectionLedger(PartitionedSink):
         return 1
 
     def recover_partition(self, partition: int) -> tuple[int | None, set[str], int]:
-        resume, keys, rows = None, set(), 0
-        for part in sorted(self.dir.glob(f"p{partition:03d}-*.parquet")):
-            end = read_part_end(part)
-            if end is not None:
-                resume = max(resume or 0, end)
+        def keys(part: Path) -> list[str]:
             t = pq.read_table(part, columns=["id", "raw_ref", "stage"]).to_pylist()
-            keys.update("\x1f".join((r["id"], r["raw_ref"] or "", r["stage"])) for r in t)
-            rows += len(t)
-        return resume, keys, rows
+            return ["\x1f".join((r["id"], r["raw_ref"] or "", r["stage"])) for r in t]
+
+        return self.recover_from(self.dir, partition, keys)
 
     def write_part(self, partition: int, first_seq: int, end_offset: int,
                    items: list[tuple[int, Rejection]]) -> None:

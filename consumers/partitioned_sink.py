@@ -6,7 +6,9 @@ as one part (temporary name, fsync, rename) whose metadata records the offset
 range; only then commit the offset. On start and on every assignment, the
 parts on disk say where each partition resumes (they are written before the
 commit, so they are never behind it) and which keys are already written, so a
-message redelivered by an upstream retry is skipped, not written twice.
+message redelivered by an upstream retry is skipped, not written twice. Only
+the newest parts are read, and only the newest keys kept (``RecentKeys``), so
+memory and start-up do not grow with the output.
 """
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ import logging
 import signal
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from iolayer.atomic_files import atomic_write  # noqa: F401  (the sinks import it from here)
@@ -55,6 +59,37 @@ class SinkStopped(SystemExit):
     the sink ends with the message, not a traceback."""
 
 
+class RecentKeys:
+    """The keys of the newest ``limit`` or so items a partition wrote, for spotting redeliveries.
+
+    An upstream agent redelivers only what it sent after its last commit (a batch or a
+    few), so a copy lands within a bounded distance of its original; keys further back
+    are let go in the order they came, so memory stays at ``limit`` keys per partition
+    however long the partition grows (a copy arriving further back than that would be
+    written twice, and ``foundry audit`` would say so)."""
+
+    def __init__(self, limit: int, keys=()):
+        self.limit = limit
+        self._batches: deque[list[str]] = deque()
+        self._set: set[str] = set()
+        self.add_batch(keys)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._set
+
+    def __len__(self) -> int:
+        return len(self._set)
+
+    def add_batch(self, keys) -> None:
+        batch = [k for k in keys if k not in self._set]
+        if not batch:
+            return
+        self._batches.append(batch)
+        self._set.update(batch)
+        while len(self._set) > self.limit and len(self._batches) > 1:
+            self._set.difference_update(self._batches.popleft())
+
+
 @dataclass
 class PartBuffer:
     items: list[tuple[int, Any]] = field(default_factory=list)  # (offset, item)
@@ -70,6 +105,7 @@ class PartitionedSink(ABC):
     """Subclasses implement ``decode``, ``key_of``, ``measure``, ``write_part`` and ``recover_partition``."""
 
     sink_name = "sink"  # the ``sink`` label of its metrics
+    key_window = 200_000  # keys remembered per partition (RecentKeys): ~25 MB each at most
 
     def __init__(self, bootstrap: str, topic: str, group_id: str, *, max_size: int, max_bytes: int,
                  timeout_s: float | None):
@@ -81,7 +117,7 @@ class PartitionedSink(ABC):
         self.timeout_s = timeout_s
         self.buffers: dict[int, PartBuffer] = {}
         self.next_offset: dict[int, int] = {}
-        self.seen: dict[int, set[str]] = {}
+        self.seen: dict[int, RecentKeys] = {}
         self.seq: dict[int, int] = {}
         self.parts_written = 0
         self.items_written = 0
@@ -112,6 +148,24 @@ class PartitionedSink(ABC):
     def recover_partition(self, partition: int) -> tuple[int | None, set[str], int]:
         """(offset to resume from or None, keys already written, items written) from the parts on disk."""
 
+    def recover_from(self, folder: Path, partition: int, read_keys) -> tuple[int | None, set[str], int]:
+        """``recover_partition`` from the parts of ``partition`` in ``folder``, reading the
+        newest parts only: the offset to resume from is the newest offset record (offsets
+        grow with the parts), the keys are those of the newest parts up to ``key_window``
+        (``read_keys(part)``), and the items written are the newest part's sequence number
+        plus its rows. So an assignment costs the same however many parts there are."""
+        parts = sorted(folder.glob(f"p{partition:03d}-*.parquet"))
+        if not parts:
+            return None, set(), 0
+        written = int(parts[-1].stem.split("-")[1]) + pq.ParquetFile(parts[-1]).metadata.num_rows
+        resume = next((end for end in map(read_part_end, reversed(parts)) if end is not None), None)
+        keys: set[str] = set()
+        for part in reversed(parts):
+            if len(keys) >= self.key_window:
+                break
+            keys.update(read_keys(part))
+        return resume, keys, written
+
     def divert(self, msg, item: Any) -> bool:
         """True if ``item`` was sent elsewhere (a message the sink cannot write, sent to the
         ledger): its offset advances, nothing is written. Made durable by ``before_commit``."""
@@ -124,7 +178,7 @@ class PartitionedSink(ABC):
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             resume, keys, written = self.recover_partition(tp.partition)
-            self.seen[tp.partition] = keys
+            self.seen[tp.partition] = RecentKeys(self.key_window, keys)
             self.seq[tp.partition] = written
             self.buffers.pop(tp.partition, None)
             # The parts on disk are the sink's state: no part yet means start from the beginning.
@@ -152,7 +206,7 @@ class PartitionedSink(ABC):
             seq = self.seq.get(partition, 0)
             self.write_part(partition, seq, end, kept)
             self.seq[partition] = seq + len(kept)
-            self.seen.setdefault(partition, set()).update(buf.keys)
+            self.seen.setdefault(partition, RecentKeys(self.key_window)).add_batch(buf.keys)
             self.parts_written += 1
             self.items_written += len(kept)
             metrics.record_part(self.sink_name, len(kept))
@@ -169,7 +223,7 @@ class PartitionedSink(ABC):
         if self.divert(msg, item):
             self.diverted += 1
             item = None
-        elif (key := self.key_of(item)) in buf.keys or key in self.seen.setdefault(p, set()):
+        elif (key := self.key_of(item)) in buf.keys or key in self.seen.setdefault(p, RecentKeys(self.key_window)):
             # An upstream redelivery: already written (or buffered). Keep its
             # offset so the position advances, but not the item.
             self.skipped_redeliveries += 1

@@ -116,15 +116,15 @@ class ShardWriter(PartitionedSink):
         return doc.n_tokens
 
     def recover_partition(self, partition: int) -> tuple[int | None, set[str], int]:
-        resume, keys = None, set()
-        for part in sorted(self.manifest_dir.glob(f"p{partition:03d}-*.parquet")):
-            end = read_part_end(part)
-            if end is not None:
-                resume = max(resume or 0, end)
-            keys.update(pq.read_table(part, columns=["content_hash"]).column(0).to_pylist())
-            if not (self.published_dir / (part.stem + ".ok")).exists() and self.publisher is not None:
-                self._announce(part)  # crashed between manifest and announcement
-        return resume, keys, len(keys)
+        got = self.recover_from(self.manifest_dir, partition,
+                                lambda part: pq.read_table(part, columns=["content_hash"]).column(0).to_pylist())
+        if self.publisher is not None:
+            # A part is announced right after it is written, before the next one: only the
+            # newest can have been left unannounced by a crash (two, to be generous).
+            for part in sorted(self.manifest_dir.glob(f"p{partition:03d}-*.parquet"))[-2:]:
+                if not (self.published_dir / (part.stem + ".ok")).exists():
+                    self._announce(part)  # crashed between manifest and announcement
+        return got
 
     def write_part(self, partition: int, first_seq: int, end_offset: int,
                    items: list[tuple[int, CuratedDocument]]) -> None:
