@@ -295,3 +295,17 @@ def test_yaml_checker_passes_good_snippets():
                     "data:\n  skip_repeats_k: 16\n",
                     "workers: 2\nsources:\n  - {kind: generator, name: synthetic, rate: 5}\n"]:
         assert dc.check_yaml(snippet, "snippet") == [], snippet
+
+
+def test_contracts_page_lists_every_rejection_reason_and_topic():
+    import re
+
+    from schemas import Topics
+    from schemas.records import Reason
+
+    page = (md.ROOT / "docs" / "contracts.md").read_text(encoding="utf-8")
+    reasons = page[page.index("Rejection reasons are a fixed set:"):].split("\n\n", 1)[0]
+    assert set(re.findall(r"`(\w+)`", reasons)) == {r.value for r in Reason}
+    named = set(re.findall(r"`(foundry\.[\w<>.-]+)`", page))
+    topics = {t.name.replace("foundry.NS.", "foundry.<ns>.") for t in Topics(namespace="NS").specs()}
+    assert topics <= named, sorted(topics - named)
