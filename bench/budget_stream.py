@@ -4,7 +4,9 @@ Real text comes from ``../shared/data`` (web pages, Chinese Wikipedia paragraphs
 reviews, code-switched Weibo posts as a "forum"); three generated sources are deliberately
 low value (word-salad ``synthetic``, navigation/cookie/footer ``boilerplate`` pages,
 ``repeated``: one real sentence many times), and from ``FLOOD_AT`` of the stream on the
-``forum`` source floods near-duplicate spam.
+``forum`` source floods near-duplicate spam, mostly exact copies. The boilerplate and spam
+texts are ``streams.sources.low_value``'s (``foundry generate --kind``); the repeats here
+repeat real sentences of the web source, not that module's template sentences.
 
 A hash of each real document's id sets 8 % of every real source aside; it never enters the
 stream. That reserve is split again by another hash into two disjoint halves: the *probe*
@@ -24,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from streams.sources.low_value import boilerplate_text, spam_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -105,33 +109,8 @@ def probe_prefix(docs: list[Doc], rows: int, row_len: int) -> list[Doc]:
 
 # --------------------------------------------------------------------------- generated sources
 
-_NAV = ["Home | About us | Products | Blog | Contact", "Skip to main content", "Menu  Search  Sign in  Register",
-        "首页 | 关于我们 | 产品中心 | 新闻动态 | 联系我们", "您当前的位置：首页 > 新闻中心 > 正文",
-        "We use cookies to improve your experience. By continuing you accept our cookie policy. Accept",
-        "Privacy Policy | Terms of Use | Sitemap", "Share this: Facebook Twitter LinkedIn Email",
-        "Related posts: Previous post Next post", "分享到：微信 微博 QQ空间", "上一篇 下一篇 相关文章 热门推荐",
-        "Subscribe to our newsletter to get the latest updates.", "Log in | Create account | Help",
-        "Back to top", "All categories > Electronics > Accessories", "Customer service: Mon-Fri 9:00-18:00"]
-_TEMPLATES = ["Copyright © {year} {company} All rights reserved.", "Page {n} of {m}", "Item #{id} — ${price}",
-              "版权所有 © {year} {company} 京ICP备{id}号", "Posted on {year}-{mm}-{dd} by admin",
-              "{n} comments | {m} views", "Call us: 400-{id}", "Showing results {n}-{m} of {id}"]
-_COMPANIES = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "星辰科技", "华夏商城"]
-_SPAM = ["【限时优惠】{p}只要{price}元！点击链接立即抢购 {url} #{tag}#", "转发抽奖！关注@{p}官方 送{price}元红包 {url}",
-         "Hot deal!!! {p} only ${price} today, click {url} now #{tag}"]
-_PRODUCTS = ["蓝牙耳机", "扫地机器人", "面膜套装", "smart watch", "手机壳", "保温杯"]
-
-
 def boilerplate_doc(rng: random.Random, i: int) -> Doc:
-    lines = []
-    for _ in range(rng.randint(6, 18)):
-        if rng.random() < 0.6:
-            lines.append(rng.choice(_NAV))
-        else:
-            lines.append(rng.choice(_TEMPLATES).format(
-                year=rng.randint(2005, 2025), company=rng.choice(_COMPANIES), n=rng.randint(1, 99),
-                m=rng.randint(100, 999), id=rng.randint(10000, 99999), price=rng.randint(5, 500),
-                mm=rng.randint(1, 12), dd=rng.randint(1, 28)))
-    return Doc(id=f"boiler:{i}", text="\n".join(lines), source="boilerplate", lang="en", kind="boilerplate")
+    return Doc(id=f"boiler:{i}", text=boilerplate_text(rng), source="boilerplate", lang="en", kind="boilerplate")
 
 
 def repeated_doc(rng: random.Random, i: int, sentences: list[str]) -> Doc:
@@ -145,8 +124,7 @@ def flood_doc(rng: random.Random, i: int, last: list[str]) -> Doc:
     if last and rng.random() < 0.65:
         text = rng.choice(last)  # an exact copy: the dedup stage rejects it
     else:
-        text = rng.choice(_SPAM).format(p=rng.choice(_PRODUCTS), price=rng.choice([9, 19, 29, 99]),
-                                        url=f"http://t.cn/{rng.randint(100, 999)}", tag=rng.choice(["好物", "抢购"]))
+        text = spam_text(rng)
         last.append(text)
         del last[:-50]
     return Doc(id=f"forum-flood:{i}", text=text, source="forum", lang="zh", kind="flood")
