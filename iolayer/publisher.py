@@ -7,6 +7,7 @@ when librdkafka's queue is full we poll until it drains instead of growing.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -15,6 +16,13 @@ from confluent_kafka.admin import AdminClient
 
 from iolayer.kafka_config import confluent_config
 from schemas import Record
+
+
+# librdkafka's own lines (a broker still loading its coordinator at start-up, a refused
+# connection) go through logging under this name instead of straight to stderr; they show
+# where the process configures logging (the services), not on a command's console.
+CLIENT_LOG = logging.getLogger("librdkafka")
+CLIENT_LOG.addHandler(logging.NullHandler())
 
 
 class BrokerUnavailable(RuntimeError):
@@ -68,6 +76,7 @@ class RecordPublisher:
             "message.max.bytes": 64 * 1024 * 1024,
             # A broker outage shorter than this is ridden out by librdkafka's retries.
             "message.timeout.ms": int(delivery_timeout_s * 1000),
+            "logger": CLIENT_LOG,
         }))
 
     def _on_delivery(self, err, msg) -> None:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from rich.console import Console
 from telemetry.console import print_summary, progress_bar, waiting
 
 CLIENT_NOISE = ("Connection refused", "|FAIL|", "Connect to ipv4")
+RAW_CLIENT_LINE = re.compile(r"^%\d\|", re.M)  # librdkafka's own stderr format: %<level>|<time>|<facility>|
 
 
 def _free_pair() -> int:
@@ -38,6 +41,20 @@ def test_quiet_broker_probe_writes_no_client_lines_and_raises_a_clear_error():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "no Kafka broker answers" in res.stdout
     assert not any(n in res.stderr for n in CLIENT_NOISE), res.stderr
+
+
+def test_publisher_client_lines_go_through_logging():
+    # A child process: librdkafka would write to file descriptor 2 itself.
+    code = ("import logging, sys\n"
+            "logging.basicConfig(stream=sys.stdout, level=logging.DEBUG, format='LOG %(name)s %(message)s')\n"
+            "from iolayer.publisher import RecordPublisher\n"
+            "from schemas import RawDocument\n"
+            "p = RecordPublisher('127.0.0.1:PORT', 't', check=False, delivery_timeout_s=3)\n"
+            "p.publish(RawDocument(id='a', text='x', source='s'))\n"
+            "for _ in range(8):\n    p._producer.poll(0.5)\n").replace("PORT", str(_free_pair()))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "LOG librdkafka" in res.stdout, res.stdout + res.stderr
+    assert not RAW_CLIENT_LINE.search(res.stderr), res.stderr
 
 
 def test_waiting_is_one_line_off_a_terminal(capsys):
@@ -77,5 +94,6 @@ def test_foundry_run_starting_its_own_broker_prints_no_client_errors(tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     assert not any(n in out for n in CLIENT_NOISE), out[:3000]
+    assert not RAW_CLIENT_LINE.search(out), out[:3000]
     assert sum("waiting for the broker" in line for line in out.splitlines()) == 1
     assert "docs in" in res.stdout and "shards are in" in res.stdout  # the summary table
