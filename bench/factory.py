@@ -1,7 +1,7 @@
 """The factory on a shared machine: the pipeline's rate with and without the trainer beside it, and how
 soon after the first shard the first budget reaches the workers.
 
-    .venv/bin/python bench/factory.py [--docs 3000] [--threads 1] [--nice 10] [--json]
+    .venv/bin/python bench/factory.py [--docs 6000] [--pairs 1] [--threads 1] [--nice 10] [--json]
 
 Two runs of ``foundry up`` (the real processes against a local broker it starts on its own port),
 one after the other on the same corpus (the first ``--docs`` web pages and Chinese Wikipedia
@@ -105,7 +105,9 @@ def one_run(name: str, work: Path, corpus: Path, port: int, loop: bool, args) ->
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--docs", type=int, default=3000)
+    ap.add_argument("--docs", type=int, default=6000,
+                    help="enough that the pipeline is still busy when the trainer's first budget comes")
+    ap.add_argument("--pairs", type=int, default=1, help="alone/loop pairs, run alternately (A B A B ...)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the trainer")
     ap.add_argument("--nice", type=int, default=10, help="the trainer's niceness")
     ap.add_argument("--port", type=int, default=19860)
@@ -118,10 +120,16 @@ def main() -> None:
     work.mkdir(parents=True)
     corpus = work / "corpus.jsonl.gz"
     write_corpus(corpus, args.docs)
-    rows = [one_run("alone", work, corpus, args.port, False, args), one_run("loop", work, corpus, args.port, True, args)]
-    alone, loop = rows
-    ratio = round(loop["docs_per_s"] / alone["docs_per_s"], 3) if alone["docs_per_s"] and loop["docs_per_s"] else None
-    result = {"runs": rows, "rate_with_trainer_over_alone": ratio, "threads": args.threads, "nice": args.nice}
+    rows, ratios = [], []
+    for i in range(args.pairs):
+        alone = one_run(f"alone{i}", work, corpus, args.port, False, args)
+        loop = one_run(f"loop{i}", work, corpus, args.port, True, args)
+        rows += [alone, loop]
+        if alone["docs_per_s"] and loop["docs_per_s"]:
+            ratios.append(round(loop["docs_per_s"] / alone["docs_per_s"], 3))
+    ratio = sorted(ratios)[len(ratios) // 2] if ratios else None
+    result = {"runs": rows, "rate_with_trainer_over_alone": ratios, "median_ratio": ratio,
+              "threads": args.threads, "nice": args.nice}
     if args.json:
         print(json.dumps(result, indent=1))
         return
@@ -129,10 +137,12 @@ def main() -> None:
         print(f"{r['run']:6s} {r['docs']} docs ({r['accounted']} accounted), {r['docs_per_s']} docs/s over "
               f"{r['steady_s']} s after start-up, wall {r['wall_s']} s, trainer steps {r['trainer_steps']}, "
               f"budget versions {r['budget_versions']}")
-    print(f"pipeline rate with the trainer beside it / alone: {ratio} (trainer: {args.threads} thread(s), "
-          f"nice {args.nice})")
-    print(f"first shard -> first BudgetUpdate: {loop.get('first_shard_to_first_budget_s')} s; "
-          f"-> first output part with a budget version: {loop.get('first_shard_to_budget_applied_s')} s")
+    print(f"pipeline rate with the trainer beside it / alone, per pair: {ratios} (median {ratio}; trainer: "
+          f"{args.threads} thread(s), nice {args.nice})")
+    for r in rows:
+        if "first_shard_to_first_budget_s" in r:
+            print(f"{r['run']}: first shard -> first BudgetUpdate: {r['first_shard_to_first_budget_s']} s; "
+                  f"-> first output part with a budget version: {r['first_shard_to_budget_applied_s']} s")
 
 
 if __name__ == "__main__":

@@ -114,15 +114,16 @@ def process_specs(cfg: FactoryConfig, recipe_path: Path) -> list[ProcessSpec]:
 
 
 def _retrying(fn, timeout: float = 60.0):
-    """``fn()``, retried for up to ``timeout`` seconds while the broker refuses (a topic just created has
-    no leader yet: NOT_LEADER_FOR_PARTITION, which librdkafka does not mark retriable)."""
+    """``fn()``, retried for up to ``timeout`` seconds while the broker refuses (a topic just created is not
+    in the metadata yet, or has no leader yet: NOT_LEADER_FOR_PARTITION, which librdkafka does not mark
+    retriable)."""
     from confluent_kafka import KafkaException
 
     deadline = time.monotonic() + timeout
     while True:
         try:
             return fn()
-        except KafkaException:
+        except (KafkaException, RuntimeError):  # RuntimeError: iolayer's "topic ...: <metadata error>"
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.checkpoint import atomic_write_bytes
+from iolayer.atomic_files import atomic_write_bytes
 
 
 @dataclass
