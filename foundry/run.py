@@ -25,6 +25,7 @@ from iolayer.topics_admin import create_topics
 from schemas.recipe import Recipe
 from schemas import Topics
 from streams.stages.tokenizer_training import train_tokenizer
+from telemetry.console import progress_bar
 from iolayer.ranges import committed, watermarks
 from streams.topic_reader import read_raw_texts
 from iolayer.kafka_config import confluent_config
@@ -326,15 +327,11 @@ def run_pipeline(bootstrap: str, recipe: Recipe, *, corpus: list[str] | None = N
     meter = OutcomeMeter(bootstrap, topics, expected)
     t0 = time.monotonic()
     services.start_all(workers)
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        if time.monotonic() - last[0] >= 5:
-            last[0] = time.monotonic()
-            echo(f"  {done}/{total} documents accounted for ({time.monotonic() - t0:.0f}s)")
-
     try:
-        wait_drained(services, out, base["m_rows"] + base["l_rows"], expected, timeout, progress, meter)
+        # A bar with rate and time left on a terminal (stderr); off one, the last state once.
+        with progress_bar("documents accounted for", expected) as bar:
+            wait_drained(services, out, base["m_rows"] + base["l_rows"], expected, timeout,
+                         lambda done, total: bar(done), meter)
         seconds = time.monotonic() - t0
     finally:
         services.stop()
