@@ -82,7 +82,7 @@ def one_run(name: str, work: Path, corpus: Path, port: int, loop: bool, args) ->
                     "set": {"value.publish_every": 10}},
         "budget": {"enabled": loop, "window_tokens": 4000, "window_s": 5.0},
         "sources": [{"kind": "files", "name": "corpus", "paths": [str(corpus)], "licence": "see the data README"}],
-        "drain_timeout_s": 600})
+        "drain_timeout_s": 600, "metrics_port": 0})
     t0 = time.time()
     summary = Factory(cfg, echo=lambda m: print(f"  [{name}] {m}", file=sys.stderr)).run(
         for_seconds=args.timeout, until_done=True)

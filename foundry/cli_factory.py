@@ -183,6 +183,7 @@ def demo(minutes, corpus, bootstrap, kafka_home, run_dir, out, as_json) -> None:
     except FactoryError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"demo: {len(cfg.sources)} sources arriving for {minutes:g} min "
-               f"({', '.join(s.name for s in cfg.sources)}); `foundry ps --run-dir {run_dir}` shows the processes",
-               err=True)
+               f"({', '.join(s.name for s in cfg.sources)}); meanwhile, in another terminal: "
+               f"`foundry status --run-dir {run_dir}` (live view), `foundry dashboard --run-dir {run_dir}` "
+               f"(plots), `foundry ps --run-dir {run_dir}` (processes)", err=True)
     _run_factory(factory, seconds, as_json)

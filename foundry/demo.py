@@ -51,7 +51,8 @@ def demo_sources(seconds: float, corpus: list[str] | None = None, data: Path = S
 
 def demo_config(seconds: float, *, corpus: list[str] | None = None, run_dir: str = "var/demo",
                 out: str = "out", bootstrap: str = "127.0.0.1:9092", kafka_home: str | None = "var/kafka",
-                data: Path = SHARED_DATA, rate_scale: float = 1.0, **overrides: Any) -> FactoryConfig:
+                data: Path = SHARED_DATA, rate_scale: float = 1.0, metrics_port: int = 9400,
+                **overrides: Any) -> FactoryConfig:
     sources = demo_sources(seconds, corpus, data, rate_scale)
     real = [s.name for s in sources if s.flood_after is None and (s.kind == "files" or s.name == "gen-text")]
     cfg = {
@@ -65,7 +66,7 @@ def demo_config(seconds: float, *, corpus: list[str] | None = None, run_dir: str
                             "data.heldout_sources": real}},
         "budget": {"window_tokens": 4000, "window_s": 8.0, "set": DEMO_ALLOCATOR},
         "sources": [s.model_dump() for s in sources],
-        "drain_timeout_s": 90.0,
+        "drain_timeout_s": 90.0, "metrics_port": metrics_port,
         **overrides,
     }
     return FactoryConfig.model_validate(cfg)

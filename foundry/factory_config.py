@@ -85,7 +85,7 @@ class FactoryConfig(_Strict):
     sources: list[SourceSettings] = Field(default_factory=lambda: [
         SourceSettings(kind="generator", name="synthetic", rate=5.0)])
     restart: RestartSettings = Field(default_factory=RestartSettings)
-    metrics_port: int = Field(0, ge=0, le=65000)  # first exporter port, one per process (0: none)
+    metrics_port: int = Field(9400, ge=0, le=65000)  # first exporter port, one per process (0: none)
     drain_timeout_s: float = Field(120.0, ge=0)  # `foundry down`: wait this long for the pipeline to drain
 
     @field_validator("sources")

@@ -95,7 +95,7 @@ class Supervisor:
     def _spawn(self, child: Child) -> None:
         spec = child.spec
         env = {**os.environ, **spec.env, "FOUNDRY_PROCESS": spec.name,
-               "FOUNDRY_METRICS_PORT": str(spec.metrics_port)}
+               "FOUNDRY_METRICS_PORT": str(spec.metrics_port), "FOUNDRY_RESTARTS": str(child.restarts)}
         nice = spec.nice
 
         def lower_priority() -> None:  # runs in the child before exec

@@ -99,6 +99,8 @@ def start_exporter(port: int | None = None) -> int | None:
         return None
     start_http_server(port, addr=os.environ.get("FOUNDRY_METRICS_ADDR", "127.0.0.1"))
     PROCESS.labels(process_name()).set(1)
+    # a supervised process is told how often it has been restarted (foundry/supervisor.py)
+    record_restarts(process_name(), int(os.environ.get("FOUNDRY_RESTARTS", "0") or 0))
     _started["port"] = port
     return port
 

@@ -25,7 +25,7 @@ def test_the_loop_prunes_the_live_stream(kafka_bootstrap, unique_name, tmp_path)
     data = shared_data()
     cfg = demo_config(SECONDS, data=data, bootstrap=kafka_bootstrap, kafka_home=None,
                       run_dir=str(tmp_path / "run"), out=str(tmp_path / "out"), namespace=unique_name,
-                      raw_topic=f"foundry.{unique_name}.raw")
+                      raw_topic=f"foundry.{unique_name}.raw", metrics_port=0)
     reset_demo(cfg)
     summary = Factory(cfg, echo=print).run(for_seconds=SECONDS)
     print(json.dumps({k: v for k, v in summary.items() if k != "by_source"}, indent=1))

@@ -51,7 +51,7 @@ def test_up_detached_restarts_a_killed_worker_and_down_stops_in_order(kafka_boot
     config.write_text(yaml.safe_dump({
         "run_dir": str(run_dir), "out": str(out), "bootstrap": kafka_bootstrap, "kafka_home": None,
         "namespace": unique_name, "raw_topic": f"foundry.{unique_name}.raw", "recipe": str(tmp_path / "recipe.yaml"),
-        "trainer": {"enabled": False}, "budget": {"enabled": False},
+        "trainer": {"enabled": False}, "budget": {"enabled": False}, "metrics_port": 0,
         "restart": {"backoff_initial_s": 0.5},
         "sources": [{"kind": "generator", "name": "salad", "rate": 40, "seed": 1},
                     {"kind": "files", "name": "drop", "paths": [str(tmp_path / "drop")], "watch_s": 1}]}))

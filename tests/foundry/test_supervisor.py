@@ -13,7 +13,8 @@ from foundry.cli import main
 from foundry.supervisor import ProcessSpec, Supervisor, read_state
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
-CRASHER = [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"]
+CRASHER = [sys.executable, "-c", "import os, sys; print('boom after', os.environ['FOUNDRY_RESTARTS'], 'restarts'); "
+                                 "sys.exit(3)"]
 # exits 0 on SIGTERM after writing a marker: proves the stop was a SIGTERM, not a kill
 GRACEFUL = [sys.executable, "-c", "import signal, sys, time, pathlib\n"
             "def bye(*_):\n    pathlib.Path(sys.argv[1]).write_text('term')\n    sys.exit(0)\n"
@@ -33,7 +34,8 @@ def test_a_dying_process_is_restarted_with_growing_backoff(tmp_path):
         assert sup.children["steady"].restarts == 0
         log = (tmp_path / "supervisor.log").read_text()
         assert "crash exited with 3" in log and "restarted crash" in log
-        assert "boom" in (tmp_path / "logs" / "crash.log").read_text()
+        out = (tmp_path / "logs" / "crash.log").read_text()
+        assert "boom after 0 restarts" in out and "boom after 2 restarts" in out  # each start is told its count
         state = read_state(tmp_path)
         rows = {r["name"]: r for r in state["processes"]}
         assert rows["steady"]["state"] == "running" and rows["crash"]["restarts"] >= 3
