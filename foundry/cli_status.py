@@ -76,7 +76,11 @@ def render(snap: dict[str, Any]) -> Group:
     keep = {k: f"{v:.1%}" for k, v in snap["keep_rate"].items()}
     head = Text(f"factory {snap.get('namespace') or '?'}  out {snap.get('out_dir') or '?'}  "
                 f"{time.strftime('%H:%M:%S', time.localtime(snap['time']))}", style="bold")
-    return Group(head, Columns([_processes(snap), _stages(snap)]),
+    parts = [head]
+    if snap["processes"] and not any(p.get("metrics_port") for p in snap["processes"]):
+        parts.append(Text("no process serves metrics: set metrics_port in the factory config for the figures",
+                          style="yellow"))
+    return Group(*parts, Columns([_processes(snap), _stages(snap)]),
                  Columns([_pairs("rejections by reason", ("reason", "docs"), snap["rejections"]),
                           _pairs("consumer lag", ("topic", "messages"), lag, str),
                           _pairs("keep rate by source", ("source", "kept"), keep, str),

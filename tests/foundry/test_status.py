@@ -125,3 +125,14 @@ def test_status_rejects_a_broken_process_table(tmp_path):
     (tmp_path / "ps.json").write_text("{not json")
     res = CliRunner().invoke(status, ["--run-dir", str(tmp_path), "--once"])
     assert res.exit_code != 0 and "not a process table" in res.output
+
+
+def test_status_shows_restarts_and_says_when_no_process_serves_metrics(tmp_path):
+    (tmp_path / "ps.json").write_text(json.dumps({"started": 1, "namespace": "ns", "out_dir": "o", "processes": [
+        {"name": "worker-0", "kind": "worker", "pid": 1, "state": "restarting", "started": time.time(),
+         "restarts": 3, "metrics_port": 0, "log": "l"}]}))
+    res = CliRunner().invoke(status, ["--run-dir", str(tmp_path), "--once", "--refresh", "0.1"])
+    assert res.exit_code == 0, res.output
+    cells = _row(res.output, "worker-0")
+    assert cells[2] == "restarting" and cells[5] == "3"
+    assert "no process serves metrics" in res.output
