@@ -3,7 +3,6 @@ rate and time left, and a summary table (or JSON for scripts). All on rich."""
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -14,28 +13,9 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
 
-# Kafka client libraries log each refused connection while a broker starts; those lines
-# read like failures. They go to logging, under these names, and are shown only at DEBUG.
-CLIENT_LOGGERS = ("aiokafka", "kafka.client", "librdkafka")
-
 
 def err_console() -> Console:
     return Console(stderr=True, highlight=False)
-
-
-def quiet_client_logs(level: int = logging.CRITICAL) -> None:
-    """Raise the Kafka client loggers' threshold (aiokafka logs through logging already)."""
-    for name in CLIENT_LOGGERS:
-        logging.getLogger(name).setLevel(level)
-
-
-def librdkafka_logger() -> logging.Logger:
-    """A logger for confluent-kafka's ``logger`` setting: librdkafka's lines then go through
-    logging (at its levels) instead of straight to stderr."""
-    log = logging.getLogger("librdkafka")
-    if not log.handlers:
-        log.addHandler(logging.NullHandler())
-    return log
 
 
 @contextmanager
