@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 DEFAULT_RECIPE = RECIPES_DIR / "default.yaml"
@@ -81,6 +81,18 @@ class Recipe(_Strict):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _file_format(cls, data: Any) -> Any:
+        # the file format's version is not part of the content hash: same stages, same version
+        if isinstance(data, dict) and "schema_version" in data:
+            data = dict(data)
+            fmt = data.pop("schema_version")
+            if not isinstance(fmt, int) or isinstance(fmt, bool) or not 1 <= fmt <= RECIPE_SCHEMA_VERSION:
+                raise ValueError(f"schema_version {fmt!r} is not supported "
+                                 f"(this build reads up to {RECIPE_SCHEMA_VERSION})")
+        return data
+
     @field_validator("curation")
     @classmethod
     def _ops_named(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -128,11 +140,6 @@ def load_recipe(path: str | Path | None = None) -> Recipe:
         raise RecipeError(f"cannot read recipe {path}: {exc}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"invalid recipe {path}: expected a mapping, got {type(data).__name__}")
-    # the file format's version is not part of the content hash: same stages, same version
-    fmt = data.pop("schema_version", 1)
-    if not isinstance(fmt, int) or isinstance(fmt, bool) or not 1 <= fmt <= RECIPE_SCHEMA_VERSION:
-        raise RecipeError(f"recipe {path}: schema_version {fmt!r} is not supported "
-                          f"(this build reads up to {RECIPE_SCHEMA_VERSION})")
     try:
         recipe = Recipe.model_validate(data)
     except Exception as exc:  # pydantic's ValidationError names every bad field

@@ -75,3 +75,12 @@ def test_a_packaged_tokenizer_reference_resolves_from_any_copy_of_the_recipe(tmp
         copied.write_text(body.replace("pkg:models/tokenizer/foundry-sp32k-v1.model", bad))
         with pytest.raises(RecipeError, match=why.replace("<", ".").replace(">", ".")):
             load_recipe(copied)
+
+
+def test_a_saved_recipe_validates_as_a_mapping_too(tmp_path):
+    import yaml
+
+    r = Recipe.model_validate({"curation": [{"op": "budget_prune"}]})
+    r.save(tmp_path / "r.yaml")
+    again = Recipe.model_validate(yaml.safe_load((tmp_path / "r.yaml").read_text()))
+    assert again.version == r.version and again.curation == r.curation
