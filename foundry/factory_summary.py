@@ -64,12 +64,18 @@ def budget_history(path: Path) -> list[dict[str, Any]]:
 
 
 def keep_rates_over_time(updates: list[dict[str, Any]], sources: list[str]) -> dict[str, dict[str, float | None]]:
-    """Each source's keep rate in the first, middle and last budget (None: not in that budget, so kept in full
-    as an unknown source is)."""
+    """Each source's keep rate in the first, middle and last budget; a source a budget does not name yet
+    (no value scores for it so far) is kept at that budget's rate for unknown sources, ``*``."""
     if not updates:
         return {}
     picks = {"first": updates[0], "middle": updates[len(updates) // 2], "last": updates[-1]}
-    return {s: {k: (u.get("weights") or {}).get(s) for k, u in picks.items()} for s in sources}
+    out: dict[str, dict[str, float | None]] = {}
+    for s in sources:
+        out[s] = {}
+        for k, u in picks.items():
+            w = u.get("weights") or {}
+            out[s][k] = w.get(s, w.get("*"))
+    return out
 
 
 def collect_summary(run_dir: Path, out: Path, cfg: Any, baseline: dict[str, Any], topics: Topics, *,
@@ -163,7 +169,7 @@ def render_summary(s: dict[str, Any], console: Any = None) -> None:
     head.add_row("process restarts", ", ".join(f"{n} {r}" for n, r in restarted.items()) or "none")
     console.print(head)
 
-    src = Table(title="By source: kept end to end, and the budget's keep rate (first / middle / last budget)")
+    src = Table(title="By source: keep rate end to end, and in the first / middle / last budget")
     for col in ("source", "in", "kept", "keep rate", "budget first", "middle", "last"):
         src.add_column(col, justify="left" if col == "source" else "right")
     over = b["keep_rate_over_time"]

@@ -96,15 +96,11 @@ class Supervisor:
         spec = child.spec
         env = {**os.environ, **spec.env, "FOUNDRY_PROCESS": spec.name,
                "FOUNDRY_METRICS_PORT": str(spec.metrics_port), "FOUNDRY_RESTARTS": str(child.restarts)}
-        nice = spec.nice
-
-        def lower_priority() -> None:  # runs in the child before exec
-            if nice:
-                os.nice(nice)
-
+        # nice(1) rather than a preexec_fn: the supervisor has threads, and code between fork and exec must not
+        argv = (["nice", "-n", str(spec.nice)] if spec.nice else []) + spec.argv
         with open(child.log, "ab") as log:
-            child.popen = subprocess.Popen(spec.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                           env=env, start_new_session=True, preexec_fn=lower_priority)
+            child.popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                           env=env, start_new_session=True)
         child.state, child.started, child.up_since = "running", time.time(), time.monotonic()
         child.last_exit = None
 

@@ -102,3 +102,15 @@ def test_a_source_that_reaches_its_end_is_done_not_restarted(tmp_path):
     assert not sup.settled("source")  # the failing one keeps being restarted
     sup.stop(["source"], timeout=5)
     assert "src finished (exit 0)" in (tmp_path / "supervisor.log").read_text()
+
+
+def test_nice_lowers_the_priority_of_its_process(tmp_path):
+    show = [sys.executable, "-c", "import os; print('niceness', os.nice(0))"]
+    sup = Supervisor(tmp_path)
+    sup.add(ProcessSpec("low", "trainer", show, nice=7, restart="on-failure"))
+    sup.add(ProcessSpec("normal", "worker", show, restart="on-failure"))
+    sup.start()
+    assert sup.wait_until(lambda: all(c.state == "done" for c in sup.children.values()), timeout=20, every_s=0.1)
+    base = os.nice(0)
+    assert f"niceness {base + 7}" in (tmp_path / "logs" / "low.log").read_text()
+    assert f"niceness {base}" in (tmp_path / "logs" / "normal.log").read_text()
