@@ -7,7 +7,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from consumers.partitioned_sink import PartitionedSink, atomic_write, write_part_end
+from consumers.partitioned_sink import PartitionedSink, SinkStopped, atomic_write, write_part_end
 from schemas import Rejection, SchemaError, Topics
 from schemas.shard_format import part_name
 
@@ -29,11 +29,16 @@ class RejectionLedger(PartitionedSink):
 
     def decode(self, msg) -> Rejection:
         try:
-            return Rejection.decode(msg.value())
+            rej = Rejection.decode(msg.value())
         except SchemaError as err:
             # Even a broken rejection is recorded, under its coordinates.
             return Rejection(id=f"{msg.topic()}:{msg.partition()}:{msg.offset()}", reason=err.reason.value,
                              stage="ledger", recipe_version=self.recipe_version, detail=err.detail[:500])
+        if rej.recipe_version != self.recipe_version:
+            raise SinkStopped(f"{msg.topic()}[{msg.partition()}] offset {msg.offset()}: a rejection of recipe version "
+                              f"{rej.recipe_version} in the ledger of version {self.recipe_version}; one namespace "
+                              f"runs one recipe version (streams/namespace_guard.py)")
+        return rej
 
     def key_of(self, rej: Rejection) -> str:
         # One raw message gives one outcome; raw_ref names the message, the id may repeat.

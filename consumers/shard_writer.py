@@ -73,7 +73,8 @@ class ShardWriter(PartitionedSink):
     def decode(self, msg) -> CuratedDocument | Rejection:
         """A document; a Rejection for a message that cannot be sharded (not a curated
         document, or one without tokens), which ``divert`` sends to the ledger. A document
-        of a newer schema version is no reason to reject it: the writer stops instead."""
+        of a newer schema version is no reason to reject it, and one of another recipe
+        version belongs to another output: the writer stops instead."""
         try:
             doc = CuratedDocument.decode(msg.value())
         except SchemaError as err:
@@ -82,6 +83,10 @@ class ShardWriter(PartitionedSink):
                                   f"upgrade the shard writer (the message stays on the topic, nothing "
                                   f"after it was skipped)") from None
             return self._unshardable(msg, err.reason, err.detail)
+        if doc.recipe_version != self.recipe_version:
+            raise SinkStopped(f"{msg.topic()}[{msg.partition()}] offset {msg.offset()}: a document of recipe version "
+                              f"{doc.recipe_version} in the output of version {self.recipe_version}; one namespace "
+                              f"runs one recipe version (streams/namespace_guard.py)")
         if doc.tokens_b64 is None:
             return self._unshardable(msg, Reason.MALFORMED, f"document {doc.id} reached the shard writer untokenized",
                                      doc)

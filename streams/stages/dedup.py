@@ -14,8 +14,9 @@ any filter has it, so the compound rate is at most the sum of the rates,
 ``fp_rate * (1 - r) * (1 + r + r**2 + ...) < fp_rate``, however long the stream.
 Memory grows with the hashes held (``memory_bytes``): each filter is allocated
 whole when it opens, about 2 bytes per hash of its capacity at ``fp_rate=0.001``
-(2 MB for the first million), so at most about twice that per hash held. When a filter is full depends only on how many new hashes
-came before, so replay and rebuilds open the same filters at the same documents.
+(2 MB for the first million), so at most about twice that per hash held. When a
+filter is full depends only on how many new hashes came before, so replay and
+rebuilds open the same filters at the same documents.
 """
 from __future__ import annotations
 

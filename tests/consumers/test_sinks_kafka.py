@@ -13,7 +13,7 @@ from consumers.partitioned_sink import SinkStopped
 from consumers.shard_writer import ShardWriter
 from iolayer.ranges import committed
 from iolayer.topics_admin import create_topics
-from schemas import CuratedDocument, Topics
+from schemas import CuratedDocument, Rejection, Topics
 from streams.stages.validate import content_hash
 
 pytestmark = pytest.mark.kafka
@@ -79,3 +79,24 @@ def test_unshardable_messages_become_ledger_rows_and_a_newer_version_stops_the_w
             writer().run(until_idle=12, install_signals=False)
         assert _outcomes(tmp_path)[0] == ["d1", "d5", "d6"]
         assert committed(kafka_bootstrap, w.group_id, topics.tokenized, [0]) == {0: 6}  # the newer one's offset
+
+
+def test_sinks_stop_at_a_document_of_another_recipe_version(kafka_bootstrap, tmp_path, unique_name):
+    topics = Topics(namespace=unique_name, partitions=1, raw_name=f"{unique_name}.raw")
+    create_topics(kafka_bootstrap, topics)
+    other = _doc(2)
+    other.recipe_version = "rv-other"
+    _send(kafka_bootstrap, topics.tokenized, [(_doc(1).encode(), "r.raw:0:1"), (other.encode(), "r.raw:0:2")])
+    w = ShardWriter(kafka_bootstrap, tmp_path, namespace=unique_name, recipe_version="rv", vocab_size=1000,
+                    timeout_s=0.5, publish=False)
+    with pytest.raises(SinkStopped, match="recipe version rv-other"):
+        w.run(until_idle=12, install_signals=False)
+    assert _outcomes(tmp_path)[0] == ["d1"]
+    p = Producer({"bootstrap.servers": kafka_bootstrap})
+    p.produce(topics.rejections, value=Rejection(id="x", reason="empty", stage="validate",
+                                                  recipe_version="rv-other").encode(), partition=0)
+    assert p.flush(30) == 0
+    with pytest.raises(SinkStopped, match="recipe version rv-other"):
+        RejectionLedger(kafka_bootstrap, tmp_path, namespace=unique_name, recipe_version="rv",
+                        timeout_s=0.5).run(until_idle=12, install_signals=False)
+    assert _outcomes(tmp_path)[1] == []
