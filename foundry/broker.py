@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -26,6 +27,7 @@ from pathlib import Path
 import psutil
 
 from foundry.broker_config import (
+    INTER_BROKER_USER,
     KAFKA_VERSION,
     LOG4J_TEMPLATE,
     POM,
@@ -40,7 +42,7 @@ from foundry.broker_config import (
     render_properties,
     server_properties,
 )
-from iolayer.kafka_config import confluent_config
+from iolayer.kafka_config import KafkaSecurity, confluent_config
 
 __all__ = ["KAFKA_VERSION", "BrokerError", "KafkaCluster", "fetch_jars"]
 
@@ -98,13 +100,15 @@ def _port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool
         return False
 
 
-def _metadata(bootstrap: str, timeout: float):
-    """A ClusterMetadata answered by the cluster, or None."""
+def _metadata(bootstrap: str, timeout: float, security: KafkaSecurity | None = None):
+    """A ClusterMetadata answered by the cluster, or None (``security``: the launcher's own
+    credentials on a SASL cluster; otherwise the environment's settings)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient(confluent_config(bootstrap, {"log_level": 0,
-                         "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000))}))
+                         "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000))},
+                                         security=security))
     try:
         return admin.list_topics(timeout=timeout)
     except KafkaException:
@@ -123,8 +127,11 @@ class KafkaCluster:
     """One to N KRaft nodes on 127.0.0.1 under ``home`` (see ``foundry.broker_config``)."""
 
     def __init__(self, home: Path, brokers: int = 1, port: int = 9092, heap: str = "512m",
-                 version: str = KAFKA_VERSION, controller_heap: str = "256m"):
+                 version: str = KAFKA_VERSION, controller_heap: str = "256m",
+                 sasl_users: dict[str, str] | None = None):
         self.home = Path(home).resolve()
+        # Users allowed on the SASL/PLAIN client listener; None: a PLAINTEXT cluster.
+        self.sasl_users = dict(sasl_users) if sasl_users is not None else None
         self.brokers, self.port, self.heap, self.version = brokers, port, heap, version
         self.controller_heap = controller_heap
         self.nodes: list[NodeSpec] = layout(brokers, port)
@@ -134,7 +141,7 @@ class KafkaCluster:
     def from_home(cls, home: Path, **overrides) -> KafkaCluster:
         """The cluster recorded in ``home/cluster.json`` (defaults when none), with overrides."""
         state = cls._read_state(Path(home))
-        kw = {k: state[k] for k in ("brokers", "port", "heap", "version") if k in state}
+        kw = {k: state[k] for k in ("brokers", "port", "heap", "version", "sasl_users") if k in state}
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(Path(home), **kw)
 
@@ -148,6 +155,22 @@ class KafkaCluster:
             if n.node_id == node_id:
                 return n
         raise KeyError(f"no node {node_id}; nodes are {[n.node_id for n in self.nodes]}")
+
+    def _inter_broker_password(self) -> str | None:
+        if self.sasl_users is None:
+            return None
+        state = self._read_state(self.home)
+        return state.get("inter_broker_password") or secrets.token_urlsafe(18)
+
+    @property
+    def security(self) -> KafkaSecurity | None:
+        """The credentials this launcher's own probes use (the inter-broker user on a SASL
+        cluster; None: whatever the environment says)."""
+        password = self._inter_broker_password()
+        if password is None:
+            return None
+        return KafkaSecurity(protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                             sasl_username=INTER_BROKER_USER, sasl_password=password)
 
     @property
     def broker_nodes(self) -> list[NodeSpec]:
@@ -201,14 +224,21 @@ class KafkaCluster:
         if state and state.get("port") != self.port and any(self._alive(n) for n in self.nodes):
             raise BrokerError(f"{self.home} is running on port {state.get('port')}; run `down` before changing it")
         cluster_id = state.get("cluster_id") or new_cluster_id()
+        inter_password = self._inter_broker_password()
         state = {"cluster_id": cluster_id, "brokers": self.brokers, "port": self.port,
                  "heap": self.heap, "version": self.version, "bootstrap": self.bootstrap}
-        (self.home / "cluster.json").write_text(json.dumps(state, indent=1) + "\n")
+        if self.sasl_users is not None:  # kept so a restarted node accepts the same users
+            state.update(sasl_users=self.sasl_users, inter_broker_password=inter_password)
+        state_file = self.home / "cluster.json"
+        state_file.write_text(json.dumps(state, indent=1) + "\n")
+        if self.sasl_users is not None:
+            state_file.chmod(0o600)
         shutil.copyfile(LOG4J_TEMPLATE, self.home / "log4j2.properties")
         for n in self.nodes:
             d = n.dir(self.home)
             (d / "logs").mkdir(parents=True, exist_ok=True)
-            (d / "server.properties").write_text(render_properties(server_properties(n, self.nodes, self.home)))
+            (d / "server.properties").write_text(render_properties(server_properties(
+                n, self.nodes, self.home, self.sasl_users, inter_password)))
         return lib, cluster_id
 
     def _format(self, nodes: list[NodeSpec], lib: Path, cluster_id: str) -> None:
@@ -270,7 +300,7 @@ class KafkaCluster:
             pending = [n for n in pending if not all(_port_open(p) for p in n.ports)]
             if not pending:
                 t = min(5.0, max(0.5, deadline - time.monotonic()))
-                md = _metadata(self.bootstrap, timeout=t)
+                md = _metadata(self.bootstrap, timeout=t, security=self.security)
                 if md is not None and all(self._broker_answers(n, t) for n in nodes if n.is_broker) \
                         and (len(nodes) < len(self.nodes) or len(md.brokers) == len(self.broker_nodes)):
                     return
@@ -279,14 +309,13 @@ class KafkaCluster:
                                     f"(ports pending on nodes {[n.node_id for n in pending]})", nodes)
             time.sleep(0.25)
 
-    @staticmethod
-    def _broker_answers(n: NodeSpec, timeout: float = 3.0) -> bool:
+    def _broker_answers(self, n: NodeSpec, timeout: float = 3.0) -> bool:
         """This broker itself answers a metadata request and lists itself as registered."""
-        md = _metadata(f"127.0.0.1:{n.broker_port}", timeout=timeout)
+        md = _metadata(f"127.0.0.1:{n.broker_port}", timeout=timeout, security=self.security)
         return md is not None and n.node_id in md.brokers
 
     def _answers(self) -> bool:
-        md = _metadata(self.bootstrap, timeout=3.0)
+        md = _metadata(self.bootstrap, timeout=3.0, security=self.security)
         return md is not None and len(md.brokers) == len(self.broker_nodes)
 
     # -------------------------------------------------------------- public API
@@ -380,7 +409,7 @@ class KafkaCluster:
             nodes.append({"node_id": n.node_id, "roles": list(n.roles), "pid": pid, "alive": alive,
                           "port": n.port, "controller_port": n.controller_port, "answers": answers,
                           "rss_mib": round(rss / 2**20, 1) if rss else None})
-        md = _metadata(self.bootstrap, timeout=3.0) if any(x["answers"] for x in nodes) else None
+        md = _metadata(self.bootstrap, timeout=3.0, security=self.security) if any(x["answers"] for x in nodes) else None
         return {"home": str(self.home), "bootstrap": self.bootstrap, "version": self.version,
                 "cluster_id": self._read_state(self.home).get("cluster_id"),
                 "answers": md is not None, "brokers_registered": sorted(md.brokers) if md else [],

@@ -9,6 +9,11 @@ Port layout (``port`` is the base port, 9092 by default):
   ``node.id=1..N`` with PLAINTEXT on ``port, port+1, ..., port+N-1``.
   Killing brokers never touches the (single-voter) quorum.
 
+With ``sasl_users`` (``KafkaCluster(..., sasl_users={"alice": "secret"})``) the client
+port of every broker is a SASL_PLAINTEXT listener that requires SASL/PLAIN: only the
+listed users (plus one inter-broker user, ``INTER_BROKER_USER``) can connect; the
+controller listener stays PLAINTEXT on 127.0.0.1.
+
 Each node lives in ``<home>/node-<id>/`` with ``server.properties``,
 ``data/`` (log.dirs and the metadata log), ``logs/`` (server.log plus the
 JVM's stdout/stderr in ``stdout.log``) and ``node.pid``.
@@ -19,7 +24,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -35,6 +42,7 @@ LOG4J_TEMPLATE = KAFKA_ASSETS / "log4j2.properties"
 HOST = "127.0.0.1"
 CONTROLLER_OFFSET = 10  # dedicated controller port = port + 10 (multi-broker layout)
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+INTER_BROKER_USER = "foundry-broker"  # the brokers' own identity on a SASL listener
 
 
 def cache_root() -> Path:
@@ -111,14 +119,37 @@ def replication(brokers: int) -> tuple[int, int]:
     return rf, max(1, rf - 1)
 
 
-def server_properties(node: NodeSpec, nodes: list[NodeSpec], home: Path) -> dict[str, str]:
-    """``server.properties`` of one node as an ordered dict."""
+def _jaas_quote(value: str, *, name: bool = False) -> str:
+    # The value goes into a properties line between quotes: refuse what would end it early.
+    if name and not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
+        raise ValueError(f"SASL user names are letters, digits, '_', '.' and '-': {value!r}")
+    if not value or any(c in value for c in '"\\;\n\r'):
+        raise ValueError("SASL passwords may not be empty or contain quotes, backslashes, ';' or newlines")
+    return value
+
+
+def plain_jaas_config(users: Mapping[str, str], inter_broker_password: str) -> str:
+    """The PLAIN login module line of a SASL listener: the broker's own (inter-broker)
+    identity, then one ``user_<name>="<password>"`` entry per allowed user."""
+    entries = {INTER_BROKER_USER: inter_broker_password, **users}
+    parts = [f'username="{INTER_BROKER_USER}"', f'password="{_jaas_quote(inter_broker_password)}"']
+    parts += [f'user_{_jaas_quote(u, name=True)}="{_jaas_quote(pw)}"' for u, pw in entries.items()]
+    return "org.apache.kafka.common.security.plain.PlainLoginModule required " + " ".join(parts) + ";"
+
+
+def server_properties(node: NodeSpec, nodes: list[NodeSpec], home: Path,
+                      sasl_users: Mapping[str, str] | None = None,
+                      inter_broker_password: str | None = None) -> dict[str, str]:
+    """``server.properties`` of one node as an ordered dict (``sasl_users``: see the module doc)."""
     n_brokers = sum(1 for n in nodes if n.is_broker)
     rf, min_isr = replication(n_brokers)
+    if sasl_users is not None and not inter_broker_password:
+        raise ValueError("a SASL cluster needs the inter-broker user's password")
+    client = "SASL_PLAINTEXT" if sasl_users is not None else "PLAINTEXT"
     listeners, protocols = [], []
     if node.broker_port is not None:
-        listeners.append(f"PLAINTEXT://{HOST}:{node.broker_port}")
-        protocols.append("PLAINTEXT:PLAINTEXT")
+        listeners.append(f"{client}://{HOST}:{node.broker_port}")
+        protocols.append(f"{client}:{client}")
     if node.controller_port is not None:
         listeners.append(f"CONTROLLER://{HOST}:{node.controller_port}")
     protocols.append("CONTROLLER:PLAINTEXT")
@@ -132,8 +163,13 @@ def server_properties(node: NodeSpec, nodes: list[NodeSpec], home: Path) -> dict
         "log.dirs": str(node.dir(home) / "data"),
     }
     if node.is_broker:
-        props["advertised.listeners"] = f"PLAINTEXT://{HOST}:{node.broker_port}"
-        props["inter.broker.listener.name"] = "PLAINTEXT"
+        props["advertised.listeners"] = f"{client}://{HOST}:{node.broker_port}"
+        props["inter.broker.listener.name"] = client
+        if sasl_users is not None:
+            props["sasl.enabled.mechanisms"] = "PLAIN"
+            props["sasl.mechanism.inter.broker.protocol"] = "PLAIN"
+            props["listener.name.sasl_plaintext.plain.sasl.jaas.config"] = plain_jaas_config(
+                sasl_users, inter_broker_password)  # type: ignore[arg-type]
     # Cluster-wide defaults. Controllers need them too: in KRaft the controller
     # applies num.partitions / default.replication.factor to CreateTopics.
     props.update(
