@@ -255,8 +255,8 @@ class PartitionedSink(ABC):
         if install_signals:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
-        self.consumer = Consumer(confluent_config(self.bootstrap, {"group.id": self.group_id,
-            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+        self.consumer = Consumer(confluent_config(self.bootstrap, {
+            "group.id": self.group_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "fetch.message.max.bytes": 64 << 20, "max.partition.fetch.bytes": 64 << 20,
             "session.timeout.ms": 10000,  # a killed writer's partitions move on after this
         }))

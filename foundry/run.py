@@ -199,7 +199,7 @@ class OutcomeMeter:
         from confluent_kafka import Consumer, TopicPartition
 
         self._consumer = Consumer(confluent_config(bootstrap, {"group.id": "foundry-inspect",
-                                   "enable.auto.commit": False}))
+                                                               "enable.auto.commit": False}))
         self._parts = [TopicPartition(t, p) for t in (topics.tokenized, topics.rejections)
                        for p in range(topics.partitions)]
         self.expected = expected
