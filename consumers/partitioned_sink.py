@@ -262,7 +262,8 @@ class PartitionedSink(ABC):
         }))
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         if metrics.start_exporter():
-            metrics.start_lag_probe(self.bootstrap, self.group_id, [self.topic])
+            metrics.start_lag_probe(self.bootstrap, self.group_id, [self.topic],
+                                    client_config=confluent_config(self.bootstrap))
         last_msg = time.monotonic()
         try:
             while not self._stop and self._stop_error is None:

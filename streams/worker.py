@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from iolayer.kafka_config import confluent_config
 from schemas.recipe import load_recipe
 from schemas import Topics
 from streams.app import create_app
@@ -22,5 +23,6 @@ def run_worker(recipe_path: str, bootstrap: str, namespace: str = "live", datadi
     app = create_app(recipe, bootstrap, namespace=namespace, datadir=datadir, raw_topic=raw_topic, ingest=ingest,
                      compression=compression)
     if start_exporter():
-        start_lag_probe(bootstrap, topics.worker_group(recipe.version), [topics.raw, topics.keyed])
+        start_lag_probe(bootstrap, topics.worker_group(recipe.version), [topics.raw, topics.keyed],
+                        client_config=confluent_config(bootstrap))
     run_faust_worker(app, loglevel)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter as Tally
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -239,20 +239,23 @@ def record_restarts(process: str, restarts: int) -> None:
     RESTARTS.labels(process).set(restarts)
 
 
-def start_lag_probe(bootstrap: str, group: str, topics: Sequence[str], interval_s: float = 5.0) -> None:
+def start_lag_probe(bootstrap: str, group: str, topics: Sequence[str], interval_s: float = 5.0, *,
+                    client_config: Mapping[str, Any] | None = None) -> None:
     """A daemon thread that sets ``foundry_consumer_lag`` for ``group`` every ``interval_s``
-    (one long-lived client; nothing when no exporter runs)."""
+    (one long-lived client; nothing when no exporter runs). ``client_config``: the process's
+    Kafka client settings (``iolayer.kafka_config.confluent_config``, which this layer may
+    not import), so a secured cluster is probed with the same credentials."""
     if not exporter_enabled():
         return
-    threading.Thread(target=_lag_loop, args=(bootstrap, group, list(topics), interval_s),
+    conf = dict(client_config or {"bootstrap.servers": bootstrap})
+    threading.Thread(target=_lag_loop, args=(conf, group, list(topics), interval_s),
                      name="lag-probe", daemon=True).start()
 
 
-def _lag_loop(bootstrap: str, group: str, topics: list[str], interval_s: float) -> None:
+def _lag_loop(conf: dict[str, Any], group: str, topics: list[str], interval_s: float) -> None:
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    client = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
-                       "log_level": 0})
+    client = Consumer({**conf, "group.id": group, "enable.auto.commit": False, "log_level": 0})
     while True:
         try:
             md = client.list_topics(timeout=5)
