@@ -9,6 +9,13 @@ encode throughput on one thread (one document per call, as the pipeline does;
 MB and documents per CPU-second of this process, so a busy machine does not
 distort it). Tokens per CJK character is given where CJK characters are at
 least a fifth of the text.
+
+``--genres``: the same figures per genre of ``bench/clean_text.py`` (fiction,
+dialogue, quotations, lyrics, titles, command pages, verses, reviews, Wikipedia)
+plus the code-switched Weibo posts, with tokens per Han character for every
+genre that has Han characters (all tokens, punctuation and spaces included,
+over Han characters) and the share of each genre's source documents that the
+tokenizer was trained on (``in_training_share``; 0 = fully held out).
 """
 from __future__ import annotations
 
@@ -80,6 +87,42 @@ def measure(sp, texts: list[str]) -> dict:
     }
 
 
+_SOURCE_FILE = {"doc_tldr": "zh_en_codeswitch", "short_title_en": "zh_en_codeswitch", "zh_review": "zh_reviews",
+                "zh_wiki": "zh_wiki_paragraphs", "lit_poetry_zh": "zh_wiki_paragraphs"}
+
+
+def genre_groups(per_kind: int = 300) -> dict[str, tuple[list[str], float]]:
+    """genre -> (texts, share of their source documents in the tokenizer's training split)."""
+    sys.path.insert(0, str(ROOT))
+    from bench import clean_text
+
+    build = _load_build()
+    kinds = clean_text.clean_kinds(per_kind)
+    weibo = [(r["id"], r["text"]) for r in clean_text.read_jsonl("zh_en_codeswitch.jsonl.gz")
+             if r["id"].startswith("nlpcc2018")][:per_kind]
+    kinds["weibo_codeswitch"] = [(i, t, None) for i, t in weibo]
+    out = {}
+    for kind, rows in kinds.items():
+        file = _SOURCE_FILE.get(kind, "zh_en_codeswitch" if kind == "weibo_codeswitch" else "web_extracted_text")
+        trained = [not build.held_out(file, i.split("#")[0]) for i, _, _ in rows]
+        out[kind] = ([t for _, t, _ in rows], sum(trained) / max(1, len(trained)))
+    return out
+
+
+def run_genres(model: Path, per_kind: int = 300) -> dict[str, dict]:
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(model), num_threads=1)
+    res = {}
+    for g, (texts, trained) in genre_groups(per_kind).items():
+        m = measure(sp, texts)
+        n_cjk = sum(len(_CJK.findall(t)) for t in texts)
+        m["tokens_per_cjk_char"] = round(m["tokens"] / n_cjk, 3) if n_cjk else None
+        m["in_training_share"] = round(trained, 3)
+        res[g] = m
+    return res
+
+
 def run(model: Path, data_dir: Path | None = None) -> dict[str, dict]:
     import sentencepiece as spm
 
@@ -92,13 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--genres", action="store_true", help="per genre of bench/clean_text.py instead")
     args = ap.parse_args(argv)
-    res = run(args.model, args.data)
+    res = run_genres(args.model) if args.genres else run(args.model, args.data)
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
     cols = ["docs", "mbytes", "tokens_per_char", "tokens_per_cjk_char", "bytes_per_token",
             "byte_fallback_share", "lossless_share", "encode_mb_per_cpu_s", "encode_docs_per_cpu_s"]
+    if args.genres:
+        cols = ["docs", "tokens_per_cjk_char", "bytes_per_token", "byte_fallback_share", "in_training_share"]
     print(f"model {args.model.name}")
     width = max(len(c) for c in cols)
     print(f"{'':{width}s} " + " ".join(f"{g:>14s}" for g in res))
