@@ -11,6 +11,7 @@ import base64
 import dataclasses
 import enum
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -93,6 +94,8 @@ class Record:
             raise SchemaError(Reason.INVALID_UTF8, str(exc)) from None
         except ValueError as exc:
             raise SchemaError(Reason.MALFORMED, f"not JSON: {exc}") from None
+        except RecursionError:  # any producer can write to a topic: a message nested too deeply
+            raise SchemaError(Reason.MALFORMED, "JSON nested too deeply") from None
         return cls.from_dict(obj)
 
     def _check(self) -> None:
@@ -183,7 +186,15 @@ class CuratedDocument(Record):
     def n_tokens(self) -> int:
         return 0 if self.tokens_b64 is None else len(base64.b64decode(self.tokens_b64)) // 4
 
+    def _check(self) -> None:
+        super()._check()
+        # The hash names the document's files inside a shard (``<hash>.tokens.npy``): a message
+        # with anything but hex there ("../x") must not reach a tar member name.
+        if not _HEX_HASH.fullmatch(self.content_hash):
+            raise SchemaError(Reason.MALFORMED, f"{self.SCHEMA}.content_hash must be 16-64 lowercase hex digits")
 
+
+_HEX_HASH = re.compile(r"[0-9a-f]{16,64}")
 _types("curated_document", id=str, text=str, source=str, content_hash=str, recipe_version=str,
        scores=dict, tokenizer_version=str, tokens_b64=str, meta=dict)
 

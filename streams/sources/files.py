@@ -107,7 +107,7 @@ class FileSource(LocalFileInputs):
             yield from self._jsonl(path, position or {})
 
     def _source(self, path: Path) -> str:
-        return self.source or path.name.split(".")[0]
+        return _utf8_safe(self.source or path.name.split(".")[0])  # a file name may hold undecodable bytes
 
     def _jsonl(self, path: Path, position: dict) -> Iterator[Item]:
         opener = gzip.open if path.name.endswith(".gz") else open
@@ -184,26 +184,38 @@ class FileSource(LocalFileInputs):
                                 f"expected a JSON object, got {type(obj).__name__}", None)
         f = self.fields
         raw_id = _get(obj, f.id)
-        doc_id = str(raw_id) if raw_id not in (None, "") else fallback_id
+        doc_id = _utf8_safe(str(raw_id) if raw_id not in (None, "") else fallback_id)
         text = _get(obj, f.text)
         if text is None:
             return self._defect(path, doc_id, Reason.MISSING_TEXT, f"no {f.text!r} field", None)
         if not isinstance(text, str):
             return self._defect(path, doc_id, Reason.MALFORMED,
                                 f"{f.text!r} is {type(text).__name__}, not a string", None)
+        if _utf8_safe(text) is not text:
+            # JSON's \ud800 escapes decode to lone surrogates, which no UTF-8 message can carry.
+            return self._defect(path, doc_id, Reason.INVALID_UTF8, f"{f.text!r} holds a lone surrogate", None)
         url, lang = _get(obj, f.url), _get(obj, f.lang)
-        meta = {"file": os.fspath(path.name)}
-        return RawDocument(id=doc_id, text=text, source=self._source(path),
-                           url=url if isinstance(url, str) else None,
-                           lang=lang if isinstance(lang, str) else None,
+        url = url if isinstance(url, str) and _utf8_safe(url) is url else None
+        lang = lang if isinstance(lang, str) and _utf8_safe(lang) is lang else None
+        meta = {"file": _utf8_safe(path.name)}
+        return RawDocument(id=doc_id, text=text, source=self._source(path), url=url, lang=lang,
                            licence=self.licence, meta=meta)
 
     def _defect(self, path: Path, doc_id: str, reason: Reason, detail: str, raw: bytes | None) -> RawDocument:
-        meta = {"file": path.name}
+        meta = {"file": _utf8_safe(path.name)}
         if raw is not None:
             meta["excerpt"] = raw[:200].decode("utf-8", errors="backslashreplace")
-        return RawDocument(id=doc_id, text="", source=self._source(path), licence=self.licence,
+        return RawDocument(id=_utf8_safe(doc_id), text="", source=self._source(path), licence=self.licence,
                            defect=reason.value, defect_detail=detail, meta=meta)
+
+
+def _utf8_safe(value: str) -> str:
+    """``value`` itself when it encodes as UTF-8, else a copy with lone surrogates escaped."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _get(obj: dict, path: str) -> Any:

@@ -20,7 +20,6 @@ by the foundry crawler carries ``WARC-Foundry-Doc-Id`` and keeps its crawl id.
 """
 from __future__ import annotations
 
-import gzip
 import re
 import zlib
 from collections.abc import Iterator
@@ -44,7 +43,8 @@ _ISO639_3 = {"eng": "en", "zho": "zh", "deu": "de", "fra": "fr", "spa": "es", "r
              "ita": "it", "por": "pt", "nld": "nl", "pol": "pl", "kor": "ko", "ara": "ar", "tur": "tr"}
 
 
-def _parse_http(body: bytes, decode: bool = True) -> tuple[int, dict[str, str], bytes] | None:
+def _parse_http(body: bytes, decode: bool = True, max_decoded: int = 16 << 20
+                ) -> tuple[int, dict[str, str], bytes] | None:
     head, sep, payload = body.partition(b"\r\n\r\n")
     if not sep:
         head, sep, payload = body.partition(b"\n\n")
@@ -64,17 +64,37 @@ def _parse_http(body: bytes, decode: bool = True) -> tuple[int, dict[str, str], 
         payload = _dechunk(payload)
     enc = headers.get("content-encoding", "").lower().strip()
     try:
-        if enc in ("gzip", "x-gzip"):
-            payload = gzip.decompress(payload)
-        elif enc == "deflate":
-            payload = zlib.decompress(payload, -15 if payload[:1] != b"\x78" else 15)
-        elif enc == "br":
-            import brotli
-
-            payload = brotli.decompress(payload)
+        if enc in ("gzip", "x-gzip", "deflate", "br"):
+            payload = _decompressed(payload, enc, max_decoded)
+    except _Oversized:
+        headers["x-foundry-oversized"] = "1"  # the caller makes it a too_large document
+        payload = b""
     except Exception:  # noqa: BLE001 - a stored body whose encoding header lies: keep the bytes
         pass
     return int(m.group(1)), headers, payload
+
+
+class _Oversized(Exception):
+    pass
+
+
+def _decompressed(payload: bytes, enc: str, limit: int) -> bytes:
+    """The body decoded, never more than ``limit`` bytes: a few KiB of gzip can expand
+    to gigabytes (a decompression bomb), and the record cap bounds only the stored bytes."""
+    if enc == "br":
+        import brotli
+
+        d = brotli.Decompressor()
+        out = d.process(payload, output_buffer_limit=limit + 1)
+        if len(out) > limit or not d.is_finished():
+            raise _Oversized
+        return out
+    wbits = 31 if enc != "deflate" else (-15 if payload[:1] != b"\x78" else 15)
+    z = zlib.decompressobj(wbits)
+    out = z.decompress(payload, limit + 1)
+    if len(out) > limit or z.unconsumed_tail:
+        raise _Oversized
+    return out
 
 
 def _dechunk(data: bytes) -> bytes:
@@ -167,7 +187,7 @@ class WarcSource(LocalFileInputs):
                 meta["languages"] = langs
             return RawDocument(text=rec.body.decode("utf-8", "replace"), lang=lang, **base), kind
         if kind == "response":
-            parsed = _parse_http(rec.body, decode=not too_large)
+            parsed = _parse_http(rec.body, decode=not too_large, max_decoded=self.max_record_bytes)
             if parsed is None:
                 return RawDocument(text="", defect=Reason.CORRUPT_RECORD.value,
                                    defect_detail="response record without a parsable HTTP message", **base), kind
@@ -188,6 +208,10 @@ class WarcSource(LocalFileInputs):
             return None, "not_text"
         if too_large:  # the headers were within the cap, the body is not whole
             return oversized(), kind
+        if headers.get("x-foundry-oversized"):
+            return RawDocument(text="", defect=Reason.TOO_LARGE.value,
+                               defect_detail=f"{headers.get('content-encoding')} body decodes to more than "
+                                             f"{self.max_record_bytes} bytes", **base), kind
         page = page_from_bytes(payload, ctype, extractor=self.extractor,
                                content_language=headers.get("content-language"))
         meta.update(charset=page.charset, extractor=self.extractor)
