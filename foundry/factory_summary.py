@@ -151,7 +151,7 @@ def render_summary(s: dict[str, Any], console: Any = None) -> None:
     def loss(v):
         return "-" if v is None else f"{v:.3f}"
 
-    head = Table(title="Token Foundry: the loop", show_header=False)
+    head = Table(title="Token Foundry: the loop", show_header=False, title_justify="left")
     head.add_row("documents in", f"{s['docs_in']}")
     head.add_row("kept (in shards)", f"{s['kept']}  ({s['shards']} shards, {s['tokens']:,} tokens)")
     head.add_row("rejected (ledger)", f"{s['rejected']}  " + ", ".join(f"{r} {n}" for r, n in
@@ -169,7 +169,8 @@ def render_summary(s: dict[str, Any], console: Any = None) -> None:
     head.add_row("process restarts", ", ".join(f"{n} {r}" for n, r in restarted.items()) or "none")
     console.print(head)
 
-    src = Table(title="By source: keep rate end to end, and in the first / middle / last budget")
+    src = Table(title="By source: keep rate end to end, and in the first / middle / last budget",
+                title_justify="left")
     for col in ("source", "in", "kept", "keep rate", "budget first", "middle", "last"):
         src.add_column(col, justify="left" if col == "source" else "right")
     over = b["keep_rate_over_time"]
@@ -184,7 +185,7 @@ def render_summary(s: dict[str, Any], console: Any = None) -> None:
     console.print(src)
     reasons = sorted({r for d in s["by_source"].values() for r in d["rejected"]})
     if reasons:
-        rej = Table(title="Rejected, by source and reason (the ledger)")
+        rej = Table(title="Rejected, by source and reason (the ledger)", title_justify="left")
         rej.add_column("source")
         for r in reasons:
             rej.add_column(r.replace("_", " "), justify="right")
