@@ -169,7 +169,7 @@ def render_summary(s: dict[str, Any], console: Any = None) -> None:
     head.add_row("process restarts", ", ".join(f"{n} {r}" for n, r in restarted.items()) or "none")
     console.print(head)
 
-    src = Table(title="By source: keep rate end to end, and in the first / middle / last budget",
+    src = Table(title="By source (keep rate: end to end; budget first / middle / last)",
                 title_justify="left")
     for col in ("source", "in", "kept", "keep rate", "budget first", "middle", "last"):
         src.add_column(col, justify="left" if col == "source" else "right")
