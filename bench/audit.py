@@ -12,6 +12,11 @@ The same sizes' peaks side by side show whether memory grows with the range.
 
     .venv/bin/python bench/audit.py                 # 100k and 1M documents
     .venv/bin/python bench/audit.py --sizes 200000
+    .venv/bin/python bench/audit.py --topic --sizes 1000000 [--port 19690]
+
+``--topic``: the raw side is a raw topic instead, on a broker this script starts in a
+temporary folder (as the tests do); N raw documents of ~300 bytes are published to it
+first (not counted), and the audit reads and decodes every one of them.
 """
 from __future__ import annotations
 
@@ -70,7 +75,33 @@ def generate(root: Path, n: int, seed: int = 0) -> dict[str, int]:
     return dict(FAULTS)
 
 
-def check(root: Path) -> None:
+def publish_raw(bootstrap: str, topic: str, root: Path, n: int) -> None:
+    """The archive's documents as raw messages, partition and offset kept (one topic, 4 partitions)."""
+    from confluent_kafka import Producer
+
+    from iolayer.topics_admin import TopicPlan, ensure_topics
+
+    ensure_topics(bootstrap, [TopicPlan(topic, PARTITIONS)])
+    prod = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "compression.type": "lz4",
+                     "enable.idempotence": True, "queue.buffering.max.kbytes": 512 * 1024})
+    words = " ".join(["lorem ipsum dolor sit amet consectetur"] * 7)
+    cols = ("partition", "offset", "id", "source")
+    t = pa.concat_tables(pq.read_table(f, columns=list(cols)) for f in sorted((root / "archive").rglob("*.parquet")))
+    t = t.sort_by([("partition", "ascending"), ("offset", "ascending")])  # so the topic assigns the same offsets
+    for p, off, doc_id, src in zip(*(t.column(c).to_pylist() for c in cols)):
+        value = json.dumps({"schema": "raw_document", "v": 1, "id": doc_id, "source": src,
+                            "text": f"{words} {off}"}).encode()
+        while True:
+            try:
+                prod.produce(topic, value=value, partition=p, key=doc_id.encode())
+                break
+            except BufferError:
+                prod.poll(0.1)
+        prod.poll(0)
+    assert prod.flush(300) == 0
+
+
+def check(root: Path, bootstrap: str | None = None) -> None:
     """Runs in the child: audit, print the figures as JSON."""
     import psutil
 
@@ -78,7 +109,10 @@ def check(root: Path) -> None:
 
     rss0 = psutil.Process().memory_info().rss
     t = time.perf_counter()
-    rep = audit_output(root / "out", archive=root / "archive")
+    if bootstrap:
+        rep = audit_output(root / "out", bootstrap=bootstrap, raw_topic="foundry.raw")
+    else:
+        rep = audit_output(root / "out", archive=root / "archive")
     secs = time.perf_counter() - t
     # VmHWM, not getrusage: ru_maxrss survives exec, so it would report the parent's generation peak.
     peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
@@ -89,25 +123,51 @@ def check(root: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="100000,1000000")
+    ap.add_argument("--topic", action="store_true", help="raw side: a raw topic on a broker started here")
+    ap.add_argument("--port", type=int, default=19690)
     ap.add_argument("--check", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--bootstrap", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.check:
-        check(Path(args.check))
+        check(Path(args.check), args.bootstrap)
         return
-    print(f"audit of a generated output ({PARTITIONS} partitions), archive as the raw side")
-    for n in (int(x) for x in args.sizes.split(",")):
-        with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
-            t = time.perf_counter()
-            want = generate(Path(tmp), n)
-            gen_s = time.perf_counter() - t
-            res = subprocess.run([sys.executable, __file__, "--check", tmp], capture_output=True, text=True,
-                                 check=True, cwd=Path(__file__).resolve().parents[1])
-            fig = json.loads(res.stdout.strip().splitlines()[-1])
-            found = {k: fig["counts"][k] for k in want}
-            print(f"n={n:>9,}  audit {fig['seconds']:6.1f}s ({n / fig['seconds']:,.0f} docs/s)  "
-                  f"peak RSS {fig['peak_rss_mb']:6.1f} MB (after imports {fig['rss_after_imports_mb']:.1f} MB)  "
-                  f"faults found {found} of {want} {'OK' if found == want else 'MISMATCH'}  "
-                  f"(generation {gen_s:.1f}s, not counted)")
+    cluster = bootstrap = None
+    if args.topic:
+        from foundry.broker import KafkaCluster
+
+        broker_home = tempfile.mkdtemp(prefix="bench-audit-kafka-")
+        cluster = KafkaCluster(Path(broker_home), port=args.port, heap="768m")
+        bootstrap = cluster.up(timeout=180)
+    print(f"audit of a generated output ({PARTITIONS} partitions), {'a raw topic' if args.topic else 'the archive'}"
+          f" as the raw side")
+    try:
+        for n in (int(x) for x in args.sizes.split(",")):
+            run_one(n, bootstrap)
+    finally:
+        if cluster is not None:
+            cluster.down()
+
+
+def run_one(n: int, bootstrap: str | None) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
+        t = time.perf_counter()
+        want = generate(Path(tmp), n)
+        if bootstrap:
+            from iolayer.topics_admin import delete_topics
+
+            delete_topics(bootstrap, ["foundry.raw"])
+            time.sleep(2)
+            publish_raw(bootstrap, "foundry.raw", Path(tmp), n)
+        gen_s = time.perf_counter() - t
+        extra = ["--bootstrap", bootstrap] if bootstrap else []
+        res = subprocess.run([sys.executable, __file__, "--check", tmp, *extra], capture_output=True, text=True,
+                             check=True, cwd=Path(__file__).resolve().parents[1])
+        fig = json.loads(res.stdout.strip().splitlines()[-1])
+        found = {k: fig["counts"][k] for k in want}
+        print(f"n={n:>9,}  audit {fig['seconds']:6.1f}s ({n / fig['seconds']:,.0f} docs/s)  "
+              f"peak RSS {fig['peak_rss_mb']:6.1f} MB (after imports {fig['rss_after_imports_mb']:.1f} MB)  "
+              f"faults found {found} of {want} {'OK' if found == want else 'MISMATCH'}  "
+              f"(generation {gen_s:.1f}s, not counted)")
 
 
 if __name__ == "__main__":

@@ -233,23 +233,31 @@ def _source_and_id(value: bytes | None) -> tuple[str, str | None]:
 
 def topic_batches(bootstrap: str, topic: str, start: dict[int, int], end: dict[int, int],
                   size: int = 5000) -> Iterator[RawBatch]:
-    from streams.raw_range import read_topic_range
+    """The raw range, partition by partition, in batches. Fetches and the prefetch queue are
+    capped at 8 and 16 MB (compressed; the broker still returns a larger single message):
+    with the 64 MB of the pipeline's readers one fetch of well-compressed text decompressed
+    to hundreds of MB, so the audit's peak memory followed the partition's size."""
+    from iolayer.ranges import range_consumer, read_range
 
-    cur: int | None = None
-    offs: list[int] = []
-    srcs: list[str] = []
-    ids: list[str | None] = []
-    for m in read_topic_range(bootstrap, topic, start, end):
-        if (cur is not None and m.partition != cur) or len(offs) >= size:
-            yield RawBatch(cur, np.asarray(offs, dtype=np.int64), srcs, ids)
-            offs, srcs, ids = [], [], []
-        cur = m.partition
-        src, doc_id = _source_and_id(m.value)
-        offs.append(m.offset)
-        srcs.append(src)
-        ids.append(doc_id)
-    if offs:
-        yield RawBatch(cur, np.asarray(offs, dtype=np.int64), srcs, ids)
+    consumer = range_consumer(bootstrap, "foundry-audit", **{
+        "queued.max.messages.kbytes": 16 << 10, "fetch.max.bytes": 8 << 20, "fetch.message.max.bytes": 8 << 20})
+    try:
+        for p in sorted(end):
+            offs: list[int] = []
+            srcs: list[str] = []
+            ids: list[str | None] = []
+            for m in read_range(consumer, topic, p, start.get(p, 0), end[p]):
+                src, doc_id = _source_and_id(m.value())
+                offs.append(m.offset())
+                srcs.append(src)
+                ids.append(doc_id)
+                if len(offs) >= size:
+                    yield RawBatch(p, np.asarray(offs, dtype=np.int64), srcs, ids)
+                    offs, srcs, ids = [], [], []
+            if offs:
+                yield RawBatch(p, np.asarray(offs, dtype=np.int64), srcs, ids)
+    finally:
+        consumer.close()
 
 
 def archive_parts(archive: str | Path) -> list[Path]:
