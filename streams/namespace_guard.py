@@ -52,12 +52,24 @@ def recipe_versions_in(bootstrap: str, topic: str) -> dict[int, str]:
 
 
 def refuse_another_recipe(bootstrap: str, topics: Topics, recipe_version: str) -> None:
-    """Raise NamespaceHoldsAnotherRecipe if the namespace's keyed topic already holds documents
+    """Raise NamespaceHoldsAnotherRecipe if the namespace's topics already hold documents
     of a recipe version other than ``recipe_version``."""
-    others = {p: v for p, v in recipe_versions_in(bootstrap, topics.keyed).items() if v != recipe_version}
-    if others:
-        p, v = sorted(others.items())[0]
-        raise NamespaceHoldsAnotherRecipe(
-            f"namespace {topics.namespace!r} already holds documents of recipe version {v} ({topics.keyed}[{p}]); "
-            f"recipe version {recipe_version} must run in a namespace of its own (--namespace NEW, or "
+    # Where the agents' documents of the namespace are: the sequenced topic (every validated
+    # document) where the build has one, and the keyed topic.
+    for topic in (getattr(topics, "sequenced", None), topics.keyed):
+        if topic is None:
+            continue
+        try:
+            found = recipe_versions_in(bootstrap, topic)
+        except RuntimeError:  # not created yet: nothing in it
+            continue
+        others = {p: v for p, v in found.items() if v != recipe_version}
+        if others:
+            p, v = sorted(others.items())[0]
+            raise NamespaceHoldsAnotherRecipe(_refusal(topics.namespace, v, f"{topic}[{p}]", recipe_version))
+
+
+def _refusal(namespace: str, found: str, where: str, version: str) -> str:
+    return (f"namespace {namespace!r} already holds documents of recipe version {found} ({where}); "
+            f"recipe version {version} must run in a namespace of its own (--namespace NEW, or "
             f"foundry replay): sharing the topics would mix the two versions' outputs")
