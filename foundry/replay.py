@@ -116,10 +116,12 @@ def _texts(values):
 
 def _upstream_drained(bootstrap: str, topics: Topics, group: str) -> dict[int, int] | None:
     """The tokenized topic's end offsets once the agents have consumed everything, else None."""
-    marks = watermarks(bootstrap, topics.keyed)
-    done = committed(bootstrap, group, topics.keyed, list(marks))
-    if any(done.get(p, 0) < high for p, (_, high) in marks.items()):
-        return None
+    # The dedup agent (sequenced) feeds the curate agent (keyed): both hops must be consumed.
+    for topic in (topics.sequenced, topics.keyed):
+        marks = watermarks(bootstrap, topic)
+        done = committed(bootstrap, group, topic, list(marks))
+        if any(done.get(p, 0) < high for p, (_, high) in marks.items()):
+            return None
     return {p: high for p, (_, high) in watermarks(bootstrap, topics.tokenized).items()}
 
 
@@ -134,7 +136,7 @@ def run_replay(plan: ReplayPlan, *, workers: int = 1, timeout: float = 3600.0, e
         from streams.partition_state import PartitionStateStore
         from streams.stages.dedup import BloomDeduper
 
-        store = PartitionStateStore(plan.bootstrap, topics.keyed, topics.dedup_snapshots, state_key=recipe.version,
+        store = PartitionStateStore(plan.bootstrap, topics.sequenced, topics.dedup_snapshots, state_key=recipe.version,
                                     make_stages=lambda: [BloomDeduper(recipe.dedup.capacity, recipe.dedup.fp_rate)])
         n = store.import_filters(Topics(namespace=plan.dedup_from).dedup_snapshots, recipe.partitions)
         if n == 0:

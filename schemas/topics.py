@@ -56,7 +56,13 @@ class Topics:
         return f"foundry.{self.namespace}.{name}"
 
     @property
-    def keyed(self) -> str:  # validated documents re-keyed by content hash
+    def sequenced(self) -> str:
+        """Validated documents in one partition: the one order in which the dedup agent judges
+        exact and near duplicates, whatever the partition and worker counts (docs/curation.md)."""
+        return self._ns("sequenced")
+
+    @property
+    def keyed(self) -> str:  # documents the dedup agent kept, spread by content hash for curation
         return self._ns("keyed")
 
     def worker_group(self, recipe_version: str) -> str:
@@ -94,14 +100,18 @@ class Topics:
         return [
             TopicSpec(self.raw, self.partitions, {"retention.ms": str(self.raw_retention_ms),
                                                   "retention.bytes": str(self.raw_retention_bytes), **big}),
-            # The keyed topic is the dedup filter's source of truth: a filter is
+            # The sequenced topic is the dedup state's source of truth: the state is
             # rebuilt from a snapshot plus this log, so keep it longer than the
-            # snapshot interval (forever by default, like raw).
+            # snapshot interval (forever by default, like raw). One partition: see its property.
+            TopicSpec(self.sequenced, 1, {"retention.ms": "-1", **big}),
             TopicSpec(self.keyed, self.partitions, {"retention.ms": "-1", **big}),
             TopicSpec(self.tokenized, self.partitions, {"retention.ms": week, **big}),
             TopicSpec(self.rejections, self.partitions, {"retention.ms": "-1"}),
             TopicSpec(self.shards, 1, {"retention.ms": "-1"}),
-            TopicSpec(self.dedup_snapshots, 1, {"cleanup.policy": "compact", **big}),
+            # Snapshots come in chunks (streams/partition_state.py); smaller segments let
+            # compaction drop superseded chunks instead of keeping a 1 GB active segment.
+            TopicSpec(self.dedup_snapshots, 1, {"cleanup.policy": "compact", "segment.bytes": str(128 << 20),
+                                                **big}),
             TopicSpec(self.values, self.partitions, {"retention.ms": week}),
             TopicSpec(self.budgets, 1, {"cleanup.policy": "compact"}),
         ]

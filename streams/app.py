@@ -1,12 +1,17 @@
-"""Faust wiring: two agents, each a thin loop around stages.
+"""Faust wiring: three agents, each a thin loop around stages.
 
-    raw --ingest--> keyed (by content hash) --dedup+curate+tokenize--> tokenized
-                \\__________________ rejections <_______________/
+    raw --ingest--> sequenced (1 partition) --dedup--> keyed (by content hash) --curate+tokenize--> tokenized
+                \\__________________________ rejections <___________/___________________/
 
-The second agent runs the per-partition state (bloom filter, near-duplicates)
-and then the stateless operators and the tokenizer on what it kept, in one
-pass: a separate hop between them cost about a fifth of the end-to-end rate
-(bench/pipeline.py, README "Pipeline benchmark").
+The dedup agent runs the stateful stages (bloom filter, near-duplicates) over
+the one partition of the sequenced topic, so every document is judged against
+every document before it in one order: near-duplicates have different content
+hashes and, spread over partitions, were only found when they met in the same
+one (recall fell with the partition count). One order also keeps the verdicts a
+function of that log, whatever the worker count, which replays and rebuilds
+need. It bounds that stage to one core; the curate agent (stateless operators
+and the tokenizer, most of the CPU) runs on every partition of the keyed topic.
+Cost and design: docs/curation.md, streams/stages/NEAR_DEDUP.md.
 
 Processing guarantee is at-least-once with acks after a whole batch is sent;
 the stages are deterministic and the sinks skip redelivered documents, so a
@@ -69,6 +74,8 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
         producer_compression_type=None if compression == "none" else compression,
     )
     raw_t = app.topic(topics.raw, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
+    sequenced_t = app.topic(topics.sequenced, key_type=bytes, value_type=bytes, value_serializer="raw",
+                            key_serializer="raw")
     keyed_t = app.topic(topics.keyed, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
     tokenized_t = app.topic(topics.tokenized, key_type=bytes, value_type=bytes, value_serializer="raw",
                             key_serializer="raw")
@@ -84,9 +91,10 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
 
     async def emit(outcomes: list[Outcome], ok_topic, partitions: list[int | None] | None = None) -> None:
         """Send kept documents on, rejections to the ledger. A kept document stays
-        in the partition number it came from (``partitions``), so each partition's
-        order holds from the keyed topic to the shards: that is what makes a
-        replay's shards independent of timing and of the number of workers."""
+        in the partition number given (``partitions``: the one it came from, or the one
+        its content hash names), so each partition's order holds from the sequenced
+        topic to the shards: that is what makes a replay's shards independent of
+        timing and of the number of workers."""
         futs = []
         for i, o in enumerate(outcomes):
             if isinstance(o, Rejection):
@@ -115,7 +123,7 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
                 except SchemaError as err:
                     outcomes.append(_undecodable(ev.message, err, "ingest", version, ref))
             metrics.record_outcomes("ingest", outcomes)
-            await emit(outcomes, keyed_t)
+            await emit(outcomes, sequenced_t, [0] * len(outcomes))
 
     if ingest:
         app.agent(raw_t, name="ingest")(ingest_agent)
@@ -130,7 +138,7 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
         d = recipe.dedup
         return [BloomDeduper(d.capacity, d.fp_rate)] + [build_stage(s, context) for s in stateful_specs]
 
-    store = PartitionStateStore(bootstrap, topics.keyed, topics.dedup_snapshots,
+    store = PartitionStateStore(bootstrap, topics.sequenced, topics.dedup_snapshots,
                                 state_key=f"{version}", make_stages=make_stateful,
                                 snapshot_every=recipe.dedup.snapshot_every)
     states: dict[int, PartitionState] = {}
@@ -164,32 +172,48 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
 
     curation = [build_stage(s, context) for s in stateless_specs]
     tokenizer = SentencePieceTokenizer(recipe.tokenizer.model)
+    n_keyed = recipe.partitions
 
-    def dedup_and_curate(partition: int, items: list[tuple[int, CuratedDocument | None]]) -> list[Outcome]:
-        """The stateful stages, then the stateless ones and the tokenizer on what they kept."""
-        outcomes = dedup_partition(partition, items)
-        kept = [i for i, o in enumerate(outcomes) if isinstance(o, CuratedDocument)]
-        curated = PartitionState(curation + [tokenizer]).process([outcomes[i] for i in kept])
-        for i, o in zip(kept, curated):  # one outcome per document, in order
-            outcomes[i] = o
-        return outcomes
+    def keyed_partition(o: Outcome) -> int | None:
+        # A fixed function of the content hash (hex), not the client's partitioner: the same
+        # document lands in the same keyed partition whatever library or version sends it.
+        return int(o.content_hash[:15], 16) % n_keyed if isinstance(o, CuratedDocument) else None
 
-    @app.agent(keyed_t, name="dedup")
+    @app.agent(sequenced_t, name="dedup")
     async def dedup(stream):
         async for events in stream.take_events(batch, within=within):
             by_part: dict[int, list] = defaultdict(list)
             outcomes: list[Outcome] = []
-            parts: list[int | None] = []
             for ev in events:
                 try:
                     doc = CuratedDocument.decode(ev.value)
                 except SchemaError as err:
                     outcomes.append(_undecodable(ev.message, err, "dedup", version))
-                    parts.append(None)
                     doc = None
                 by_part[ev.message.partition].append((ev.message.offset, doc))
             for partition, items in by_part.items():
-                res = await run(dedup_and_curate, partition, items)
+                outcomes += await run(dedup_partition, partition, items)
+            # Only the final outcomes count here; the curate agent counts what this one kept.
+            metrics.record_outcomes("curate", [o for o in outcomes if isinstance(o, Rejection)])
+            await emit(outcomes, keyed_t, [keyed_partition(o) for o in outcomes])
+
+    def curate_docs(docs: list[CuratedDocument]) -> list[Outcome]:
+        return PartitionState(curation + [tokenizer]).process(docs)
+
+    @app.agent(keyed_t, name="curate")
+    async def curate(stream):
+        async for events in stream.take_events(batch, within=within):
+            by_part: dict[int, list[CuratedDocument]] = defaultdict(list)
+            outcomes: list[Outcome] = []
+            parts: list[int | None] = []
+            for ev in events:
+                try:
+                    by_part[ev.message.partition].append(CuratedDocument.decode(ev.value))
+                except SchemaError as err:
+                    outcomes.append(_undecodable(ev.message, err, "curate", version))
+                    parts.append(None)
+            for partition, docs in by_part.items():  # each partition's documents stay in order
+                res = await run(curate_docs, docs)
                 outcomes += res
                 parts += [partition] * len(res)
             metrics.record_outcomes("curate", outcomes)
@@ -199,6 +223,6 @@ def create_app(recipe: Recipe, bootstrap: str, namespace: str = "live", datadir:
 
 
 # Operators whose verdict depends on earlier documents: they live in the dedup
-# agent's per-partition state and are rebuilt from the log with it.
+# agent's state (the sequenced topic's one partition) and are rebuilt from its log with it.
 STATEFUL_OPS = {"near_dedup"}
 

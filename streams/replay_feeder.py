@@ -1,6 +1,6 @@
-"""The first stage of a replay: raw range -> validate -> the replay's keyed topic.
+"""The first stage of a replay: raw range -> validate -> the replay's sequenced topic.
 
-Single-threaded and in canonical order (partition, then offset), so the keyed
+Single-threaded and in canonical order (partition, then offset), so the sequenced
 topic of a replay has the same content whatever the number of workers
 downstream. Resumable: a checkpoint file records, after each flush, the next
 raw offset per partition. Messages sent after the last checkpoint are sent
@@ -29,7 +29,7 @@ class ReplayFeeder:
         self.checkpoint = Path(checkpoint)
         self.raw_topic_name = raw_topic_name
         self.every = checkpoint_every
-        self.keyed = RecordPublisher(bootstrap, topics.keyed, client_id="foundry-replay-feeder")
+        self.keyed = RecordPublisher(bootstrap, topics.sequenced, client_id="foundry-replay-feeder")
         self.rejections = RecordPublisher(bootstrap, topics.rejections, check=False,
                                           client_id="foundry-replay-feeder-rej")
         self.fed = 0

@@ -23,6 +23,6 @@ def run_worker(recipe_path: str, bootstrap: str, namespace: str = "live", datadi
     app = create_app(recipe, bootstrap, namespace=namespace, datadir=datadir, raw_topic=raw_topic, ingest=ingest,
                      compression=compression)
     if start_exporter():
-        start_lag_probe(bootstrap, topics.worker_group(recipe.version), [topics.raw, topics.keyed],
+        start_lag_probe(bootstrap, topics.worker_group(recipe.version), [topics.raw, topics.sequenced, topics.keyed],
                         client_config=confluent_config(bootstrap))
     run_faust_worker(app, loglevel)

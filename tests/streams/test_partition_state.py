@@ -1,5 +1,7 @@
+import json
+
 from schemas import CuratedDocument, Rejection
-from streams.partition_state import PartitionState, snapshot_offset
+from streams.partition_state import PartitionState, join_chunks, snapshot_messages, snapshot_offset
 from streams.stages.dedup import BloomDeduper
 from streams.stages.validate import content_hash
 
@@ -31,3 +33,29 @@ def test_snapshot_restores_bloom_offset_and_marks():
     back.restore(blob)
     assert back.next_offset == 42 and not back.admit("2:9") and back.admit("2:10")
     assert isinstance(back.process([_doc(2, "x", "2:10")])[0], Rejection)
+
+
+def test_a_snapshot_is_cut_into_chunks_under_the_limit_and_joined_back():
+    st = PartitionState([BloomDeduper(50_000, 0.001)], next_offset=7)
+    blob = st.snapshot()
+    msgs = snapshot_messages("v:p0:s1", blob, chunk_bytes=10_000)
+    *chunks, (man_key, man_value) = msgs
+    assert man_key == "v:p0:s1" and len(chunks) == -(-len(blob) // 10_000) > 1
+    assert all(len(v) <= 10_000 + 100 for _, v in chunks)  # data plus magic and digest
+    assert [k for k, _ in chunks] == [f"v:p0:s1:c{i}" for i in range(len(chunks))]
+    manifest = json.loads(man_value[5:])
+    assert manifest["next_offset"] == 7 and manifest["chunks"] == len(chunks)
+    assert join_chunks(manifest, [v for _, v in chunks]) == blob
+
+
+def test_chunks_of_another_snapshot_or_a_missing_chunk_are_refused():
+    a = PartitionState([BloomDeduper(50_000, 0.001)], next_offset=1)
+    b = PartitionState([BloomDeduper(50_000, 0.001)], next_offset=2)
+    a_msgs = snapshot_messages("k", a.snapshot(), chunk_bytes=10_000)
+    b_msgs = snapshot_messages("k", b.snapshot(), chunk_bytes=10_000)
+    manifest = json.loads(a_msgs[-1][1][5:])
+    chunks = [v for _, v in a_msgs[:-1]]
+    # a slot being rewritten when the worker died: its first chunk is already the new snapshot's
+    assert join_chunks(manifest, [b_msgs[0][1]] + chunks[1:]) is None
+    assert join_chunks(manifest, chunks[:-1] + [None]) is None
+    assert join_chunks(manifest, chunks) == a.snapshot()
