@@ -28,6 +28,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from iolayer.atomic_files import atomic_write  # noqa: F401  (the sinks import it from here)
 from telemetry import metrics
 from iolayer.kafka_config import confluent_config
+from iolayer.ranges import watermarks
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,7 @@ class PartitionedSink(ABC):
 
     # --- the loop ------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        marks = watermarks(self.bootstrap, self.topic)
         for tp in partitions:
             resume, keys, written = self.recover_partition(tp.partition)
             self.seen[tp.partition] = RecentKeys(self.key_window, keys)
@@ -185,6 +187,17 @@ class PartitionedSink(ABC):
             tp.offset = resume if resume is not None else OFFSET_BEGINNING
             if resume is not None:
                 self.next_offset[tp.partition] = resume
+            low = marks.get(tp.partition, (0, 0))[0]
+            if (resume or 0) < low:
+                # The topic's retention deleted what this sink had not written yet: resuming at
+                # the low mark (what auto.offset.reset would do) would lose them silently.
+                self._stop_error = SinkStopped(
+                    f"{self.topic}[{tp.partition}]: offsets {resume or 0}..{low - 1} aged out of the topic's "
+                    f"retention before {self.group_id} wrote them; rebuild this output with foundry replay "
+                    f"over the raw range (the raw topic keeps every document), or lengthen the retention")
+                log.error("%s stops: %s", self.group_id, self._stop_error.code)
+                consumer.assign([])  # an explicit empty assignment: the default one would fetch
+                return
         consumer.assign(partitions)
         log.info("%s assigned %s", self.group_id, [(tp.partition, tp.offset) for tp in partitions])
 
@@ -269,6 +282,8 @@ class PartitionedSink(ABC):
             while not self._stop and self._stop_error is None:
                 msgs = self.consumer.consume(500, timeout=0.5)
                 for m in msgs:
+                    if self._stop_error is not None:
+                        break  # set by the assignment callback inside consume()
                     if m.error():
                         if m.error().code() != KafkaError._PARTITION_EOF:
                             log.warning("consumer error: %s", m.error())

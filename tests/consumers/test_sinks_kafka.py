@@ -100,3 +100,28 @@ def test_sinks_stop_at_a_document_of_another_recipe_version(kafka_bootstrap, tmp
         RejectionLedger(kafka_bootstrap, tmp_path, namespace=unique_name, recipe_version="rv",
                         timeout_s=0.5).run(until_idle=12, install_signals=False)
     assert _outcomes(tmp_path)[1] == []
+
+
+def test_a_sink_whose_unwritten_messages_aged_out_stops_instead_of_skipping_them(kafka_bootstrap, tmp_path,
+                                                                                 unique_name):
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    topics = Topics(namespace=unique_name, partitions=1, raw_name=f"{unique_name}.raw")
+    create_topics(kafka_bootstrap, topics)
+    _send(kafka_bootstrap, topics.tokenized, [(_doc(i).encode(), f"r.raw:0:{i}") for i in range(5)])
+
+    def writer():
+        return ShardWriter(kafka_bootstrap, tmp_path, namespace=unique_name, recipe_version="rv", vocab_size=1000,
+                           timeout_s=0.5, publish=False)
+
+    writer().run(until_idle=12, install_signals=False)
+    assert _outcomes(tmp_path)[0] == [f"d{i}" for i in range(5)]
+    # While the writer is down, five more arrive and retention deletes up to offset 8.
+    _send(kafka_bootstrap, topics.tokenized, [(_doc(i).encode(), f"r.raw:0:{i}") for i in range(5, 10)])
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for fut in admin.delete_records([TopicPartition(topics.tokenized, 0, 8)]).values():
+        fut.result()
+    with pytest.raises(SinkStopped, match=r"offsets 5\.\.7 aged out"):
+        writer().run(until_idle=12, install_signals=False)
+    assert _outcomes(tmp_path)[0] == [f"d{i}" for i in range(5)]  # nothing after the gap was written
