@@ -14,11 +14,12 @@ most similar one; ties go to the earliest kept) and ``score`` = the estimated Ja
 document is kept, its signature joins the index and
 ``doc.scores["near_dup_max_jaccard"]`` records the best similarity seen.
 
-State: one ``NearDedup`` instance per Kafka partition holds that partition's
-index. ``process_batch`` is deterministic given the state and the input
-order; ``snapshot()`` returns the state as bytes (no pickle: a JSON header
-and the signatures as a little-endian uint64 array) and ``restore(bytes)``
-rebuilds the exact same index. A replayed document whose id is already in
+State: the dedup agent holds one ``NearDedup`` for the namespace, over the one
+partition of the sequenced topic, so near duplicates meet whatever the
+partition count (NEAR_DEDUP.md says why). ``process_batch`` is deterministic
+given the state and the input order; ``snapshot()`` returns the state as
+bytes (no pickle: a JSON header and the signatures as a little-endian uint64
+array) and ``restore(bytes)`` rebuilds the exact same index. A replayed document whose id is already in
 the index is kept again (it was kept the first time). With ``max_entries``
 set, the oldest entries are dropped first when the index is full (FIFO), so
 memory stays bounded: about 1 KiB per kept document with 128 permutations.

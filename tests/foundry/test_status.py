@@ -100,7 +100,8 @@ def test_status_shows_the_run_on_a_terminal_and_as_json(kafka_bootstrap, tmp_pat
     assert snap["rejections"] == truth["reasons"]
     assert snap["sinks"]["shards"] == truth["shards"]
     topics = Topics(namespace=unique_name)
-    assert set(snap["lag"]) == {f"{unique_name}.raw", topics.keyed, topics.tokenized, topics.rejections}
+    assert set(snap["lag"]) == {f"{unique_name}.raw", topics.sequenced, topics.keyed, topics.tokenized,
+                                topics.rejections}
     # The terminal view: one row per process with its state, the stage counts, the reasons.
     assert complete(screen), screen[-4000:]
     for name in ("worker", "shard-writer", "ledger"):

@@ -47,7 +47,8 @@ def test_every_process_exports_figures_that_match_the_run(kafka_bootstrap, tmp_p
     assert sum(w.by("foundry_near_dup_index_docs", "partition").values()) > 0
     # Everything was consumed: the lag of each partition is zero at the end.
     topics = Topics(namespace=unique_name)
-    assert {lab["topic"] for lab, _ in w.get("foundry_consumer_lag")} == {f"{unique_name}.raw", topics.keyed}
+    assert {lab["topic"] for lab, _ in w.get("foundry_consumer_lag")} == {f"{unique_name}.raw", topics.sequenced,
+                                                                         topics.keyed}
     assert all(v == 0 for _, v in w.get("foundry_consumer_lag") + sw.get("foundry_consumer_lag"))
     # Sinks: rows, shards and tokens as on disk.
     assert sw.total("foundry_sink_rows_total", sink="manifest") == truth["kept"]
