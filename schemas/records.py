@@ -280,10 +280,14 @@ _types("value_score", doc_id=str, source=str, value=(int, float), n_tokens=int, 
 
 @dataclass
 class BudgetUpdate(Record):
-    """Token budgets per source/bucket for the next window (compacted topic)."""
+    """Token budgets per source/bucket for the next window (compacted topic).
+
+    v2 adds ``effective_at`` (epoch seconds): the update applies to documents ingested at or
+    after it, and the agent sets it ahead of the time it publishes, so that every worker has the
+    update before any document it applies to (docs/exactly-once.md). A v1 update has none."""
 
     SCHEMA: ClassVar[str] = "budget_update"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     budget_version: int
     window_tokens: int
@@ -291,6 +295,13 @@ class BudgetUpdate(Record):
     method: str
     weights: dict[str, float] = field(default_factory=dict)
     flagged: list[str] = field(default_factory=list)
+    effective_at: float | None = None
+
+    def _check(self) -> None:
+        super()._check()
+        if self.effective_at is not None and (isinstance(self.effective_at, bool)
+                                              or not isinstance(self.effective_at, (int, float))):
+            raise SchemaError(Reason.MALFORMED, f"{self.SCHEMA}.effective_at must be a number")
 
 
 _types("budget_update", budget_version=int, window_tokens=int, budgets=dict)

@@ -1,7 +1,7 @@
 """The budget agent: a Faust app that turns the trainer's value scores into token budgets.
 
     values (ValueScore)  ──┐
-                           ├─► budget agent ──► <ns>.budgets (BudgetUpdate, compacted, key = namespace)
+                           ├─► budget agent ──► <ns>.budgets (BudgetUpdate, compacted, keys <ns> and <ns>@v<n>)
     rejections (dups) ─────┘        │
                                     └─► table "budget-stats" (one entry per source / bucket + __meta__)
 
@@ -9,7 +9,8 @@ The agent buffers ValueScores (and duplicate / near-duplicate rejections, for th
 guard) into the allocator's window; when ``window_tokens`` scored tokens have arrived, or
 ``window_s`` seconds have passed with something buffered, it closes the window
 (:meth:`~streams.budget.allocator.BudgetAllocator.close_window`), writes the changed
-statistics to the table and sends the BudgetUpdate; the batch's offsets are acknowledged
+statistics to the table and sends the BudgetUpdate, effective ``LEAD_S`` from now (under a
+history key and the namespace: see ``budget_messages``); the batch's offsets are acknowledged
 only after the update is delivered.
 
 State: a Faust Table (``store='memory://'``) whose changelog topic
@@ -31,8 +32,9 @@ import zlib
 from typing import Any
 
 from iolayer.topics_admin import TopicPlan, ensure_topics, partition_counts, topic_partitions
-from schemas import Rejection, SchemaError, Topics, ValueScore
+from schemas import BudgetUpdate, Rejection, SchemaError, Topics, ValueScore
 from streams.budget.allocator import AllocatorConfig, BudgetAllocator
+from streams.budget.reader import GUARD_S, LEAD_S, budget_messages
 from streams.faust_app import make_faust_app, run_faust_worker
 from telemetry import metrics
 
@@ -122,8 +124,16 @@ def create_budget_app(bootstrap: str, namespace: str = "live", *, config: Alloca
             return
         for key, value in alloc.table_items(changed_only=True):
             table[key] = value
-        fut = await budgets_t.send(key=namespace.encode("utf-8"), value=update.encode())
-        await fut  # delivered before this batch's offsets are acknowledged
+        stamp_effective(update, state)
+        for key, value in budget_messages(namespace, update):
+            fut = await budgets_t.send(key=key, value=value)
+            await fut  # delivered before this batch's offsets are acknowledged
+        late = time.time() - (update.effective_at - LEAD_S)
+        if late > LEAD_S - GUARD_S:
+            # A worker may have judged documents of the update's time without it.
+            log.error("budget v%d took %.1f s to deliver (more than %.1f s): documents ingested near %.1f may "
+                      "be judged differently on a redelivery", update.budget_version, late, LEAD_S - GUARD_S,
+                      update.effective_at)
         metrics.record_budget(update)
         rep = alloc.report()
         log.info("budget v%d: %d keys, flagged %s", update.budget_version, len(update.budgets), update.flagged)
@@ -154,6 +164,16 @@ def create_budget_app(bootstrap: str, namespace: str = "live", *, config: Alloca
             await close_window(alloc)
 
     return app
+
+
+def stamp_effective(update: BudgetUpdate, state: dict[str, Any], lead_s: float = LEAD_S) -> None:
+    """Set ``update.effective_at`` to ``lead_s`` from now, and after the previous update's: the
+    workers have it before any document it applies to (streams/budget/reader.py)."""
+    eff = round(time.time() + lead_s, 3)
+    last = state.get("last_effective")
+    if last is not None and eff <= last:
+        eff = round(last + 0.001, 3)
+    update.effective_at = state["last_effective"] = eff
 
 
 def run_budget_agent(bootstrap: str, namespace: str = "live", *, loglevel: str = "WARNING",

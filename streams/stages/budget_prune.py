@@ -10,8 +10,13 @@ text instead (CJK characters and other bytes apart; ``bytes_per_token`` and
 ``cjk_chars_per_token`` calibrate it to the tokenizer; a document that already carries tokens
 uses their count).
 
-Per batch the stage takes the current :class:`~schemas.BudgetUpdate` once from its provider
-(see ``streams/budget/reader.py``). For each document it computes the keep probability ``p``
+Each document is judged under the newest :class:`~schemas.BudgetUpdate` *effective at its
+ingest time* (``meta["ingested_at"]``, stamped by the worker's ingest agent), from its provider's
+``at(t)`` (see ``streams/budget/reader.py``), not under whatever version is current when its batch
+runs: a document delivered again after a crash gets the version, and so the verdict, its first
+delivery got (docs/exactly-once.md). A document without an ingest time (fed by a replay, or
+written by an older build) is judged under the newest update (the pinned one in a replay). For
+each document it computes the keep probability ``p``
 of its source and buckets (``streams/budget/features.py``: source keep rate times the bucket
 factors of its language and length bucket - the per-document value predictor the allocator
 learns from the trainer's scores) and a uniform number ``u`` from its content hash. ``u < p``:
@@ -42,7 +47,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from schemas import CuratedDocument, Reason
+from schemas import BudgetUpdate, CuratedDocument, Reason
 from streams.budget.features import (DEFAULT_DIMS, DEFAULT_LEN_EDGES, UNKNOWN, doc_buckets, estimate_tokens,
                                      keep_probability, source_key, unit_hash)
 from streams.stages.base import Outcome, Stage
@@ -73,14 +78,24 @@ class BudgetPruneStage(Stage):
     def buckets(self, doc: CuratedDocument) -> dict[str, str]:
         return doc_buckets(doc.lang, self.n_tokens(doc), self.dims, self.len_edges)
 
+    def update_for(self, doc: CuratedDocument, cache: dict) -> BudgetUpdate | None:
+        t = doc.meta.get("ingested_at")
+        if not isinstance(t, (int, float)) or isinstance(t, bool):
+            t = None
+        if t not in cache:  # one look-up per ingest batch: its documents share the time
+            at = getattr(self.provider, "at", None)
+            cache[t] = at(t) if at is not None else self.provider.current()
+        return cache[t]
+
     def process_batch(self, docs: Sequence[CuratedDocument]) -> list[Outcome]:
-        update = self.provider.current()
-        if update is None:
-            self.kept += len(docs)
-            return list(docs)
-        flagged = set(update.flagged)
+        cache: dict = {}
         out: list[Outcome] = []
         for doc in docs:
+            update = self.update_for(doc, cache)
+            if update is None:  # no update effective yet: everything is kept
+                self.kept += 1
+                out.append(doc)
+                continue
             buckets = self.buckets(doc)
             p, base, used = keep_probability(update.weights, doc.source, buckets)
             u = unit_hash(doc.content_hash, self.salt)
@@ -90,7 +105,7 @@ class BudgetPruneStage(Stage):
                 out.append(doc)
                 self.kept += 1
                 continue
-            if source_key(doc.source) in flagged:
+            if source_key(doc.source) in update.flagged:
                 why = "flagged_source"
             elif u >= base:
                 why = "over_budget"
