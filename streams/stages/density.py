@@ -31,12 +31,16 @@ stanza) it says "boilerplate" because the text is short, not because it is bad
 (``bench/clean_text.py``: 21-46 % of such clean texts fell below 0.32). A short
 text is still rejected when it scores like gibberish or pure boilerplate, and its
 ledger detail names the short-text threshold.
-The ONNX model file can be replaced while the stage runs: ``reload_if_changed()``
-(called before every batch unless ``auto_reload=False``) re-opens it when its
-mtime changed.
+The byte-LM file can be replaced while the stage runs: ``reload_if_changed()`` re-opens it
+when its mtime changed. The worker does not call it (``auto_reload`` is off by default):
+exactly once needs a redelivered document to get the verdict its first delivery got, so a
+worker keeps the model it started with, and every rejection names it (``model=<digest>``,
+12 hex of the file's SHA-256; docs/exactly-once.md). ``auto_reload=True`` (before every
+batch) is for offline scoring, where no document is delivered twice.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -50,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas import CuratedDocument, Reason
+from schemas import CuratedDocument, Reason, Rejection
 from streams.stages.base import ModelScoringStage, Outcome
 from streams.stages.char_classes import CJK_CLASS, ClassCounter
 from streams.stages.onnx_session import cpu_session
@@ -184,8 +188,8 @@ def lm_batch(lines: Sequence[str], max_bytes: int) -> tuple[np.ndarray, np.ndarr
 class ByteLM:
     """The byte-level language model in ONNX: per-line mean surprisal (bits/byte).
 
-    ``reload_if_changed()`` re-opens the file when its mtime changed, so a newer
-    model exported by the trainer is picked up without a restart.
+    ``reload_if_changed()`` re-opens the file when its mtime changed (offline scoring picks up
+    a newer model without a restart); ``digest`` names the model loaded.
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, intra_op_num_threads: int = 1,
@@ -197,6 +201,7 @@ class ByteLM:
         self._lock = threading.Lock()
         self._mtime: float | None = None
         self._sess = None
+        self.digest = ""
         self.reload_if_changed()
 
     def reload_if_changed(self) -> bool:
@@ -204,9 +209,10 @@ class ByteLM:
         mtime = self.model_path.stat().st_mtime
         if self._sess is not None and mtime == self._mtime:
             return False
+        digest = hashlib.sha256(self.model_path.read_bytes()).hexdigest()[:12]
         sess = cpu_session(self.model_path, self.threads)
         with self._lock:
-            self._sess, self._mtime = sess, mtime
+            self._sess, self._mtime, self.digest = sess, mtime, digest
         return True
 
     def line_bpb(self, lines: Sequence[str]) -> np.ndarray:
@@ -322,7 +328,7 @@ class DensityStage(ModelScoringStage):
     def __init__(self, threshold: float | None = None, *, model_path: str | None = None,
                  params_path: str | None = None, boiler_path: str | None = None, intra_op_num_threads: int = 1,
                  batch_size: int = 64, max_lines: int | None = None, max_line_bytes: int | None = None,
-                 auto_reload: bool = True, short_bytes: int | None = None, short_threshold: float | None = None):
+                 auto_reload: bool = False, short_bytes: int | None = None, short_threshold: float | None = None):
         super().__init__(DensityScorer(model_path, params_path, boiler_path=boiler_path,
                                        intra_op_num_threads=intra_op_num_threads,
                                        max_lines=max_lines, max_line_bytes=max_line_bytes),
@@ -345,6 +351,9 @@ class DensityStage(ModelScoringStage):
             else:
                 doc.scores[self.name] = s
                 out.append(doc)
+        for o in out:  # a verdict names the model it came from (no reload inside a worker)
+            if isinstance(o, Rejection):
+                o.detail = f"{o.detail} model={self.scorer.lm.digest}"
         return out
 
 

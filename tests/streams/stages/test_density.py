@@ -117,3 +117,19 @@ def test_short_threshold_is_a_parameter():
     st = build_stage({"op": "density", "intra_op_num_threads": 1, "short_threshold": 0.99, "short_bytes": 500})
     out = st.process(doc(REAL_EN, 1))
     assert isinstance(out, Rejection) and "0.99" in out.detail and "500" in out.detail
+
+
+def test_worker_keeps_its_model_and_rejections_name_it(tmp_path):
+    model = tmp_path / "byte_lm.onnx"
+    shutil.copy(D.DEFAULT_MODEL, model)
+    st = build_stage({"op": "density", "model_path": str(model), "threshold": 0.99, "short_threshold": 0.99})
+    digest = st.scorer.lm.digest
+    assert len(digest) == 12
+    (rej,) = st.process_batch([CuratedDocument(id="d", text="home | about | contact", source="s",
+                                               content_hash="0" * 16, recipe_version="r")])
+    assert rej.detail.endswith(f"model={digest}")
+    # A replaced file is not picked up by the stage itself (auto_reload is off): same model, same verdicts.
+    model.write_bytes(model.read_bytes() + b"\0")
+    os.utime(model, (os.stat(model).st_mtime + 5,) * 2)
+    st.process_batch([CuratedDocument(id="e", text=REAL_EN, source="s", content_hash="1" * 16, recipe_version="r")])
+    assert st.scorer.lm.digest == digest
