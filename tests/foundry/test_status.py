@@ -74,14 +74,17 @@ def read_screen(cmd: list[str], until, timeout: float = 60.0) -> str:
 def test_status_shows_the_run_on_a_terminal_and_as_json(kafka_bootstrap, tmp_path, unique_name):
     with live_run(kafka_bootstrap, tmp_path, unique_name) as run:
         truth = run.outcomes()
+        topics = Topics(namespace=unique_name)
+        lag_topics = {f"{unique_name}.raw", topics.sequenced, topics.keyed, topics.tokenized, topics.rejections}
         deadline = time.monotonic() + 60
         while True:  # the sinks' counters move when a part is durable
             res = CliRunner().invoke(status, ["--run-dir", str(run.run_dir), "--once", "--json", "--refresh", "0.2"])
             assert res.exit_code == 0, res.output
             snap = json.loads(res.output)
             rows = snap["sinks"]["rows"]
+            # Each process probes its lag every few seconds, from its own start: wait for all topics.
             if (rows.get("manifest") == truth["kept"] and rows.get("ledger") == truth["rejected"]
-                    and snap["lag"]) or time.monotonic() > deadline:
+                    and set(snap["lag"]) >= lag_topics) or time.monotonic() > deadline:
                 break
             time.sleep(1)
 
@@ -99,9 +102,7 @@ def test_status_shows_the_run_on_a_terminal_and_as_json(kafka_bootstrap, tmp_pat
     assert snap["stages"]["curate"]["kept"] == truth["kept"]
     assert snap["rejections"] == truth["reasons"]
     assert snap["sinks"]["shards"] == truth["shards"]
-    topics = Topics(namespace=unique_name)
-    assert set(snap["lag"]) == {f"{unique_name}.raw", topics.sequenced, topics.keyed, topics.tokenized,
-                                topics.rejections}
+    assert set(snap["lag"]) == lag_topics
     # The terminal view: one row per process with its state, the stage counts, the reasons.
     assert complete(screen), screen[-4000:]
     for name in ("worker", "shard-writer", "ledger"):
