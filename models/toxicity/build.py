@@ -8,11 +8,23 @@ Data (all in /work/shared/data, label 1 = toxic/offensive):
   ``cold-dev:*`` held out.
 * Davidson 2017 (English tweets): seeded 80/20 split.
 * Jigsaw sample (English Wikipedia comments, 101 rows): seeded 50/50 split.
+* Every other labelled set whose terms allow an Apache-2.0 model (``lodo.SETS``:
+  Surge, MLMA, ConvAbuse, Reddit misogyny, Civil Comments toxic spans,
+  HatemojiBuild, SWSR), all rows, training only. The non-commercial,
+  share-alike, copyleft and unlicensed sets are left out of the shipped model
+  (``lodo.py`` measures what they would add).
+* Generated word salad (streams/sources/synthetic.py, seed 7, 3,000 documents' first
+  windows) as benign negatives; the threshold check uses seed 15.
 * Benign negatives (label 0): web_extracted_text, web_cc_text, zh_wiki_paragraphs and
   4,000 zh_reviews, split in halves by a hash of the document id; up to 8 plain
   256-character slices of each first-half document are training windows, the second
   half measures how often benign text is flagged. Without them the models, trained on
   tweets and comments only, flagged a fifth of ordinary web prose.
+
+Each training set weighs the same in the lexical model's loss, its two classes half
+each; the benign windows weigh as one more set (``lodo.set_weights``): the sets'
+sizes, class balances and label schemes differ too much for a plain pooled loss
+(COLD and Davidson alone were 60 % of the texts before).
 
 Training examples are the first 256 characters of each normalised text
 (``toxicity.first_window``; 19 of 45,604 labelled texts are longer).
@@ -53,7 +65,10 @@ sys.path.insert(0, str(ROOT))
 
 from models.toxicity.encoder_model import export_encoder, train_encoder  # noqa: E402
 from models.toxicity.eval_metrics import f1_at, roc_auc  # noqa: E402,F401  (teacher.py uses both)
-from models.toxicity.lexical_model import export_lexical, train_lexical  # noqa: E402
+from models.toxicity.lexical_model import export_lexical  # noqa: E402
+from models.toxicity.lodo import (SETS, Hashed, calibration_split, platt, predict, salad_windows,  # noqa: E402
+                                  set_weights, word_salad)
+from models.toxicity.lodo import train as train_weighted  # noqa: E402
 from streams.stages import toxicity as T  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -94,6 +109,22 @@ def splits() -> dict[str, list[tuple[str, int]]]:
         else:
             out["train"].append(item)
             out["train_zh"].append(item)
+    return out
+
+
+SPLIT_SETS = ("tox_en_davidson2017", "tox_en_jigsaw_sample", "tox_zh_cold")  # split by splits() above
+
+
+def training_sets(sp: dict) -> dict[str, list[tuple[str, int]]]:
+    """Training rows per set: the splits' train parts of Davidson / Jigsaw / COLD, and every
+    other permissive set whole (held-out rows of the first three never enter)."""
+    held = {t for k in ("heldout_en", "heldout_jigsaw", "heldout_zh") for t, _ in sp[k]}
+    out: dict[str, list[tuple[str, int]]] = {}
+    for name, (_, _, permissive) in SETS.items():
+        if not permissive:
+            continue
+        rows = [(r["text"], int(r["label"])) for r in read_jsonl(f"{name}.jsonl.gz")]
+        out[name] = [x for x in rows if x[0] not in held] if name in SPLIT_SETS else rows
     return out
 
 
@@ -147,6 +178,23 @@ def web_windows(limit: int = 6000) -> list[str]:
     return wins[:limit]
 
 
+CONVERSATIONAL = ("lit_fiction_en", "lit_dialogue_en", "lit_quote_en", "short_title_en")
+
+
+def conversational_texts() -> list[str]:
+    """Clean fiction, dialogue, quotations and question titles of the *tune* half of
+    bench/clean_text.py: the register of the toxicity sets (short, informal), but benign."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("foundry_clean_text", ROOT / "bench" / "clean_text.py")
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    mod.DATA = DATA
+    kinds = mod.clean_kinds(300)
+    return [t for k in CONVERSATIONAL for i, t, _ in kinds[k] if mod.half_of(i) == "tune"]
+
+
 def timed(fn, *a, reps: int = 3):
     fn(*a)
     t0 = time.perf_counter()
@@ -159,7 +207,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(HERE))
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--lexical-epochs", type=int, default=5)
+    ap.add_argument("--lexical-epochs", type=int, default=3)
     ap.add_argument("--encoder-epochs", type=int, default=2)
     ap.add_argument("--skip-train", action="store_true", help="reuse the ONNX files in --out; redo the evaluation")
     args = ap.parse_args()
@@ -174,27 +222,44 @@ def main() -> None:
         print(msg, flush=True)
 
     sp = splits()
-    neg = benign_windows(0)
-    tr_texts = [first_window(t) for t, _ in sp["train"]] + neg
-    tr_y = np.array([y for _, y in sp["train"]] + [0] * len(neg))
+    neg = benign_windows(0) + salad_windows(3000)  # web/wiki/review windows and generated word salad
+    per_set = training_sets(sp)
+    tr_texts = [first_window(t) for rows in per_set.values() for t, _ in rows] + neg
+    sets_xy = {n: (None, np.array([y for _, y in rows], dtype=np.float32)) for n, rows in per_set.items()}
+    tr_y, _ = set_weights(list(per_set), sets_xy, len(neg))
     held = {k: ([first_window(t) for t, _ in sp[k]], np.array([y for _, y in sp[k]]))
             for k in ("heldout_en", "heldout_jigsaw", "heldout_zh")}
     held["heldout_en_all"] = (held["heldout_en"][0] + held["heldout_jigsaw"][0],
                               np.concatenate([held["heldout_en"][1], held["heldout_jigsaw"][1]]))
     log({k: (len(v[1]), int(v[1].sum())) for k, v in held.items()} | {"train": (len(tr_y), int(tr_y.sum()))})
     metrics: dict = {"data": {k: {"n": len(v[1]), "toxic": int(v[1].sum())} for k, v in held.items()}}
-    metrics["data"]["train"] = {"n": len(tr_y), "toxic": int(tr_y.sum()), "labelled_en": len(sp["train_en"]),
-                                "labelled_zh": len(sp["train_zh"]), "benign_web_windows": len(neg)}
+    metrics["data"]["train"] = {"n": len(tr_y), "toxic": int(tr_y.sum()), "benign_web_windows": len(neg),
+                                "sets": {n: len(rows) for n, rows in per_set.items()}}
 
     if args.skip_train:  # reuse the exported models, redo the measurements and choices
         old = json.loads((out / "metrics.json").read_text())
-        for k in ("lexical_train_seconds", "encoder_train_seconds", "encoder_onnx_vs_torch_max_abs_logit"):
+        for k in ("lexical_train_seconds", "encoder_train_seconds", "encoder_onnx_vs_torch_max_abs_logit",
+                  "lexical_platt"):
             metrics[k] = old.get(k)
         qinfo = old.get("shipped", {}).get("lexical_int8", {})
     else:
         # ---- stage 1
         t0 = time.time()
-        W, bias = train_lexical(tr_texts, tr_y, args.lexical_epochs, log, seed=SEED)
+        # 90 % of each set trains, 10 % fits the probability scale (Platt), as in lodo.py
+        bounds = np.cumsum([0] + [len(r) for r in per_set.values()] + [len(neg)])
+        names = list(per_set) + ["benign"]
+        tr, cal = calibration_split({n: np.arange(bounds[i], bounds[i + 1]) for i, n in enumerate(names)})
+        h = Hashed(tr_texts)
+        lab = {n: (None, tr_y[tr[n]]) for n in per_set}
+        rows = np.concatenate([tr[n] for n in names])
+        y_tr, w_tr = set_weights(list(per_set), lab, len(tr["benign"]))
+        W, bias = train_weighted(h, rows, y_tr, w_tr, args.lexical_epochs, seed=SEED)
+        crow = np.concatenate([cal[n] for n in names])
+        cy, cw = set_weights(list(per_set), {n: (None, tr_y[cal[n]]) for n in per_set}, len(cal["benign"]))
+        a, c = platt(predict(h, crow, W, bias), cy, cw)
+        W, bias = (a * W).astype(np.float32), float(a * bias + c)
+        metrics["lexical_platt"] = {"scale": round(a, 4), "shift": round(c, 4), "calibration_texts": len(crow)}
+        log(f"lexical Platt scale {a:.3f} shift {c:.3f}")
         metrics["lexical_train_seconds"] = round(time.time() - t0, 1)
         export_lexical(W, bias, out / "lexical.fp32.onnx", int8=False)
         qinfo = export_lexical(W, bias, out / "lexical.int8.onnx", int8=True)
@@ -263,7 +328,7 @@ def main() -> None:
     log(json.dumps(qm, indent=1))
     lex_choice = "int8" if (qm["lexical_int8+encoder_fp32"]["max_abs_dprob_lexical"] < 0.02 and all(
         abs(qm["lexical_int8+encoder_fp32"][f"{k}_lex_auc"] - qm["lexical_fp32+encoder_fp32"][f"{k}_lex_auc"]) < 2e-3
-        for k in held)) else "fp32"
+        for k in held if len(held[k][1]) >= 200)) else "fp32"  # not the 50-text Jigsaw half: one tie moves it
     e8, e32 = qm["lexical_fp32+encoder_int8"], qm["lexical_fp32+encoder_fp32"]
     enc_choice = "int8" if (e8["enc_windows_per_s_1thread"] > 1.1 * e32["enc_windows_per_s_1thread"]
                             and e8["max_abs_dprob_encoder"] < 0.02) else "fp32"
@@ -308,17 +373,24 @@ def main() -> None:
     random.Random(SEED).shuffle(docs)
     doc_scores = np.array(sc.score_texts(docs[:1500]))
     held_p = {k: sc.window_probs(texts)[0] for k, (texts, _) in held.items()}
+    salad = np.array(sc.score_texts(word_salad(2000)))  # another seed than the training salad
+    talk = np.array(sc.score_texts(conversational_texts()))
     thr_rows = {}
     for thr in (0.5, 0.6, 0.7, 0.8, 0.9):
         row = {"benign_web_windows_flagged": round(float((web_casc > thr).mean()), 4),
-               "benign_docs_rejected": round(float((doc_scores > thr).mean()), 4)}
+               "benign_docs_rejected": round(float((doc_scores > thr).mean()), 4),
+               "word_salad_rejected": round(float((salad > thr).mean()), 4),
+               "clean_conversational_rejected": round(float((talk > thr).mean()), 4)}
         for k, (texts, y) in held.items():
             row[f"{k}_f1"] = round(f1_at(y, held_p[k], thr), 4)
         thr_rows[str(thr)] = row
     metrics["thresholds"] = thr_rows
     log(json.dumps(thr_rows, indent=1))
     # default threshold: the lowest one that rejects at most 2 % of held-out benign documents
-    thr = min([float(t) for t, r in thr_rows.items() if r["benign_docs_rejected"] <= 0.02] or [0.9])
+    # and at most 1 % of generated word salad and 3 % of clean conversational text
+    thr = min([float(t) for t, r in thr_rows.items()
+               if r["benign_docs_rejected"] <= 0.02 and r["word_salad_rejected"] <= 0.01
+               and r["clean_conversational_rejected"] <= 0.03] or [0.9])
     cfg["threshold"] = thr
     (out / "toxicity.json").write_text(json.dumps(cfg, indent=1) + "\n")
     log(f"threshold {thr}")

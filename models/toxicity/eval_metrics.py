@@ -31,3 +31,4 @@ def f1_at(y, p, thr) -> float:
     tp = float((pred & (y == 1)).sum())
     fp = float((pred & (y == 0)).sum())
     fn = float((~pred & (y == 1)).sum())
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
