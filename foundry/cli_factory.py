@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -29,14 +30,18 @@ def _run_dir(config_path, run_dir) -> Path:
     return Path(run_dir) if run_dir else _config(config_path).run_path
 
 
-def _run_factory(factory, for_seconds, as_json: bool) -> None:
+def _run_factory(factory, for_seconds, as_json: bool, progress=None) -> None:
+    """Run the factory (inside ``progress``, the demo's bar, when given), then print its summary."""
+    from contextlib import nullcontext
+
     from foundry.factory import FactoryError
     from foundry.factory_summary import render_summary
 
-    try:
-        summary = factory.run(for_seconds=for_seconds)
-    except FactoryError as exc:
-        raise click.ClickException(str(exc)) from None
+    with progress or nullcontext():
+        try:
+            summary = factory.run(for_seconds=for_seconds)
+        except FactoryError as exc:
+            raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(summary, indent=1, ensure_ascii=False))
     else:
@@ -186,4 +191,33 @@ def demo(minutes, corpus, bootstrap, kafka_home, run_dir, out, as_json) -> None:
                f"({', '.join(s.name for s in cfg.sources)}); meanwhile, in another terminal: "
                f"`foundry status --run-dir {run_dir}` (live view), `foundry dashboard --run-dir {run_dir}` "
                f"(plots), `foundry ps --run-dir {run_dir}` (processes)", err=True)
-    _run_factory(factory, seconds, as_json)
+    _run_factory(factory, seconds, as_json, progress=_demo_progress(seconds, factory))
+
+
+@contextmanager
+def _demo_progress(seconds: float, factory):
+    """A bar over the demo's minutes with what the loop has done so far (the factory's own lines print
+    above it); off a terminal, nothing."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from telemetry.console import err_console
+
+    columns = [SpinnerColumn(), TextColumn("[bold]the loop"), BarColumn(), TimeElapsedColumn(), TextColumn("left"),
+               TimeRemainingColumn(), TextColumn("{task.fields[docs]:,} documents accounted, "
+                                                 "{task.fields[budgets]} budgets")]
+    console = err_console()
+    if not console.is_terminal:
+        yield
+        return
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("demo", total=seconds, docs=0, budgets=0)
+
+        def update(elapsed: float, docs: int, budgets: int) -> None:
+            bar.update(task, completed=min(elapsed, seconds), docs=docs, budgets=budgets)
+
+        echo = factory.echo
+        factory.progress, factory.echo = update, lambda line: bar.console.print(line, highlight=False)
+        try:
+            yield
+        finally:
+            factory.progress, factory.echo = None, echo

@@ -171,8 +171,10 @@ class BudgetRecorder(threading.Thread):
 
 
 class Factory:
-    def __init__(self, cfg: FactoryConfig, echo=print):
-        self.cfg, self.echo = cfg, echo
+    def __init__(self, cfg: FactoryConfig, echo=print, progress=None):
+        """``progress(elapsed_s, documents_accounted, budget_versions)``, when given, is called about every
+        two seconds while the factory runs (the demo's progress bar)."""
+        self.cfg, self.echo, self.progress = cfg, echo, progress
         self.run_dir = cfg.run_path
         self.cluster = None
         self.stop_requested = threading.Event()
@@ -192,10 +194,12 @@ class Factory:
                                    f"so none is started)") from None
         from foundry.broker import KafkaCluster
 
+        from telemetry.console import waiting
+
         port = int(self.cfg.bootstrap.rsplit(":", 1)[1])
-        self.echo(f"starting Kafka in {self.cfg.kafka_home} (port {port}) ...")
         self.cluster = KafkaCluster(Path(self.cfg.kafka_home), port=port)
-        self.cluster.up()
+        with waiting(f"waiting for the broker (starting Kafka in {self.cfg.kafka_home}, port {port})"):
+            self.cluster.up()
 
     def prepare(self) -> tuple[Recipe, Path, Topics]:
         from iolayer.topics_admin import create_topics
@@ -254,9 +258,14 @@ class Factory:
             sup.info["phase"] = "running"
             sup.write_state()
             self.echo(f"factory up: {len(sup.children)} processes, output {out}, run folder {self.run_dir}")
-            deadline = None if for_seconds is None else time.monotonic() + for_seconds
+            t0 = time.monotonic()
+            deadline = None if for_seconds is None else t0 + for_seconds
+            next_tick = t0
             while not self.stop_requested.is_set() and (deadline is None or time.monotonic() < deadline):
                 sup.poll()
+                if self.progress is not None and time.monotonic() >= next_tick:
+                    next_tick += 2.0
+                    self.progress(time.monotonic() - t0, self._accounted(out), len(recorder.versions))
                 if until_done and sup.settled("source") and self._drained(out, topics, recipe):
                     break
                 self.stop_requested.wait(0.5)
@@ -276,8 +285,14 @@ class Factory:
             (self.run_dir / PID_FILE).unlink(missing_ok=True)
 
     # -- down -----------------------------------------------------------------------------
-    def _drained(self, out: Path, topics: Topics, recipe: Recipe) -> bool:
+    def _accounted(self, out: Path) -> int:
+        """Manifest and ledger rows written since the factory came up."""
         from foundry.run import row_count
+
+        base = self.baseline["rows"]
+        return row_count(out / "manifest") + row_count(out / "ledger") - base["m_rows"] - base["l_rows"]
+
+    def _drained(self, out: Path, topics: Topics, recipe: Recipe) -> bool:
         from iolayer.ranges import committed, watermarks
 
         marks = watermarks(self.cfg.bootstrap, topics.raw)
@@ -286,9 +301,7 @@ class Factory:
             return False
         start = self.baseline["raw_start"]
         expected = sum(high - int(start.get(str(p), 0)) for p, (_, high) in marks.items())
-        base = self.baseline["rows"]
-        rows = row_count(out / "manifest") + row_count(out / "ledger") - base["m_rows"] - base["l_rows"]
-        return rows >= expected
+        return self._accounted(out) >= expected
 
     def shutdown(self, recipe: Recipe, out: Path, topics: Topics, recorder: BudgetRecorder) -> dict[str, Any]:
         from foundry.factory_summary import collect_summary
