@@ -69,7 +69,7 @@ def topics_create(bootstrap, namespace, partitions, recipe_path, raw_topic, raw_
 @raw_topic_opt
 @click.option("--loglevel", default="WARNING",
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-@click.option("--skip-ingest", is_flag=True, help="Leave out the ingest agent (a replay feeds the keyed topic).")
+@click.option("--skip-ingest", is_flag=True, help="Leave out the ingest agent (a replay feeds the sequenced topic).")
 @click.option("--compression", default="none", show_default=True,
               type=click.Choice(["none", "zstd", "lz4", "gzip", "snappy"]),
               help="How the worker compresses what it produces: none where CPU is short and the broker is "
