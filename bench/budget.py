@@ -1,6 +1,6 @@
 """Do value-driven token budgets pay for themselves? Every arm on the same stream, total compute counted.
 
-    .venv/bin/python bench/budget.py [--steps 2400] [--seeds 0,1] [--arms none,value,...] [--out var/bench-budget]
+    .venv/bin/python bench/budget.py [--steps 2000] [--seeds 0,1] [--arms none,value,...] [--out var/bench-budget]
 
 **In-process, no Kafka** (stated plainly: the pipeline's and the trainer's real modules called
 in one process, not the Faust agents). The stream (``bench/budget_stream.py``): real text from
@@ -59,7 +59,7 @@ def make_arms(args) -> list[Arm]:
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=2400, help="trainer steps per arm (16 x 64 tokens each)")
+    ap.add_argument("--steps", type=int, default=2000, help="trainer steps per arm (16 x 64 tokens each)")
     ap.add_argument("--seeds", default="0", help="comma-separated stream seeds")
     ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from {','.join(ARMS)}")
     ap.add_argument("--match", default="value-sampled", help="the value arm whose keep rate random/static use")
