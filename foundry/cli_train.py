@@ -51,6 +51,9 @@ def train_command(bootstrap: str, namespace: str, config_path: str, sets: tuple[
                   export_dir: Path | None, max_steps: int | None, until_idle: float | None,
                   manifests: Path | None, values_out: Path | None, quiet: bool) -> None:
     """Train a small language model continuously on the shards stream and publish value scores."""
+    from contextlib import nullcontext
+
+    from telemetry.console import err_console, progress_bar
     from trainer.loop import Trainer
     from trainer.shard_feed import FileShardFeed, KafkaShardFeed
     from trainer.value_publisher import JsonlValuePublisher, KafkaValuePublisher
@@ -62,16 +65,24 @@ def train_command(bootstrap: str, namespace: str, config_path: str, sets: tuple[
     run_dir = run_dir or Path("var") / "trainer" / namespace
     feed = FileShardFeed(manifests) if manifests else KafkaShardFeed(bootstrap, namespace)
     publisher = JsonlValuePublisher(str(values_out)) if values_out else KafkaValuePublisher(bootstrap, namespace)
-    echo = None if quiet else (lambda line: click.echo(line, err=True))
-    trainer = Trainer(cfg, run_dir, feed, publisher, export_dir=export_dir, max_steps=max_steps,
-                      until_idle=until_idle, echo=echo)
-
-    def _stop(signum, frame):  # noqa: ANN001 - a checkpoint is written on the way out
-        trainer.request_stop()
-
-    old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    console = err_console()
+    bar = progress_bar("training", max_steps, unit="steps", console=console) if (
+        console.is_terminal and not quiet) else nullcontext()
+    old = {}
     try:
-        summary = trainer.run()
+        with bar as update:
+            # on a terminal the trainer's lines print above the bar (steps, rate, time left to --max-steps)
+            echo = None if quiet else ((lambda line: console.print(line, markup=False, highlight=False)) if update
+                                       else (lambda line: click.echo(line, err=True)))
+            on_batch = (lambda step, _batch, _out: update(step + 1)) if update else None
+            trainer = Trainer(cfg, run_dir, feed, publisher, export_dir=export_dir, max_steps=max_steps,
+                              until_idle=until_idle, echo=echo, on_batch=on_batch)
+
+            def _stop(signum, frame):  # noqa: ANN001 - a checkpoint is written on the way out
+                trainer.request_stop()
+
+            old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+            summary = trainer.run()
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
