@@ -168,8 +168,8 @@ class RunSession:
 
     # -- one step -------------------------------------------------------------------------
     def _heldout_growing(self) -> bool:
-        """A reserved held-out set is rebuilt (every ``eval.every`` steps) until its rows are full: at the
-        first step only a shard or two may have been announced."""
+        """A reserved held-out set is rebuilt (every ``eval.every`` steps, or 50 with evaluation off) until its
+        rows are full: at the first step only a shard or two may have been announced."""
         h, d = self.heldout, self.cfg.data
         if h is None or d.heldout_from != "reserved" or self.step < self._heldout_retry or self._heldout_builds >= 20:
             return False  # (after 20 tries a source that never supplies its share leaves the set as it is)
@@ -177,7 +177,7 @@ class RunSession:
 
     def _ensure_heldout(self) -> None:
         if self.heldout is None or self._heldout_growing():
-            self._heldout_retry = self.step + self.cfg.eval.every
+            self._heldout_retry = self.step + (self.cfg.eval.every if self.cfg.eval.every > 0 else 50)
             self._heldout_builds += 1
             self.scorer = None  # its probe rows change with the set
             d = self.cfg.data
