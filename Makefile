@@ -11,7 +11,7 @@ OUT ?= out
 # pip and Maven keep their caches outside the clone (~/.cache/pip, ~/.m2), so a
 # second install on the same machine reuses the downloads.
 
-.PHONY: install demo test bench kafka-up kafka-down clean
+.PHONY: install demo test bench kafka-up kafka-down clean faults
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The fault suite alone, in full (tests/faults: kill -9 of every process kind over FAULT_ROUNDS rounds,
+# broker and whole-cluster restarts, a full output disk, the trainer killed mid-checkpoint, a paused
+# sink) on a three-broker cluster of its own; `make test` runs a shortened set of it.
+FAULT_ROUNDS ?= 20
+faults: install
+	FOUNDRY_FAULT_ROUNDS=$(FAULT_ROUNDS) $(PY) -m pytest -q -p no:cacheprovider -s tests/faults
 
 bench: install
 	$(PY) bench/pipeline.py
