@@ -48,6 +48,41 @@ def running_pid(run_dir: str | Path) -> int | None:
     return pid if pid_alive(pid) else None
 
 
+def stop_leftovers(run_dir: Path, echo=print, timeout: float = 30.0) -> list[str]:
+    """Stop the processes a factory that died without its ordered stop (SIGKILL, a crash) left running: the
+    ones its ``ps.json`` lists that are still alive and still ``foundry`` processes (a reused pid is not)."""
+    from foundry.supervisor import read_state
+
+    state = read_state(run_dir)
+    if not state or state.get("supervisor_alive"):
+        return []
+    left = []
+    for row in state.get("processes", []):
+        pid = row.get("pid")
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if pid_alive(pid) and "foundry.cli" in cmd:
+            left.append((row["name"], pid))
+    if not left:
+        return []
+    echo(f"stopping {len(left)} processes left running by a factory that did not stop in order: "
+         + ", ".join(n for n, _ in left))
+    for _, pid in left:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(pid_alive(pid) for _, pid in left):
+        time.sleep(0.2)
+    for _, pid in left:
+        if pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    return [n for n, _ in left]
+
+
 def resolve_recipe(name_or_path: str) -> Recipe:
     shipped = RECIPES_DIR / f"{name_or_path}.yaml"
     path = shipped if not Path(name_or_path).exists() and shipped.exists() else Path(name_or_path)
@@ -236,10 +271,13 @@ class Factory:
         if other is not None and other != os.getpid():
             raise FactoryError(f"a factory is already running in {self.run_dir} (pid {other}): "
                                f"`foundry ps` shows it, `foundry down` stops it")
+        stop_leftovers(self.run_dir, self.echo)
         (self.run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
         for name in ("budgets.jsonl", "summary.json"):
             (self.run_dir / name).unlink(missing_ok=True)
-        old = {sig: signal.signal(sig, lambda *_: self.stop_requested.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+        # SIGHUP too: a closed terminal must stop the factory in order, not orphan its processes
+        old = {sig: signal.signal(sig, lambda *_: self.stop_requested.set())
+               for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         recorder = None
         try:
             recipe, out, topics = self.prepare()

@@ -7,6 +7,7 @@ so that this layer imports nothing of the project beyond ``schemas``.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -97,7 +98,11 @@ def start_exporter(port: int | None = None) -> int | None:
             raise ValueError(f"FOUNDRY_METRICS_PORT must be a port number, not {raw!r}") from None
     if not port:
         return None
-    start_http_server(port, addr=os.environ.get("FOUNDRY_METRICS_ADDR", "127.0.0.1"))
+    try:
+        start_http_server(port, addr=os.environ.get("FOUNDRY_METRICS_ADDR", "127.0.0.1"))
+    except OSError as exc:  # a port in use must not take the process down with it: metrics are an extra
+        logging.getLogger(__name__).warning("metrics exporter not started on port %s: %s", port, exc)
+        return None
     PROCESS.labels(process_name()).set(1)
     # a supervised process is told how often it has been restarted (foundry/supervisor.py)
     record_restarts(process_name(), int(os.environ.get("FOUNDRY_RESTARTS", "0") or 0))

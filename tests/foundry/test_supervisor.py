@@ -114,3 +114,25 @@ def test_nice_lowers_the_priority_of_its_process(tmp_path):
     base = os.nice(0)
     assert f"niceness {base + 7}" in (tmp_path / "logs" / "low.log").read_text()
     assert f"niceness {base}" in (tmp_path / "logs" / "normal.log").read_text()
+
+
+def test_processes_left_by_a_dead_factory_are_stopped_before_a_new_one_starts(tmp_path):
+    from foundry.factory import stop_leftovers
+
+    sup = Supervisor(tmp_path)
+    # the argument makes its command line look like a foundry process, as the check requires
+    sup.add(ProcessSpec("orphan", "worker", SLEEPER + ["foundry.cli"]))
+    sup.add(ProcessSpec("stranger", "worker", SLEEPER))
+    sup.start()
+    orphan, stranger = sup.children["orphan"].popen, sup.children["stranger"].popen
+    try:
+        assert stop_leftovers(tmp_path) == []  # its supervisor (this process) is alive: nothing to do
+        state = json.loads((tmp_path / "ps.json").read_text())
+        state["supervisor_pid"] = 2 ** 22 + 4321  # the supervisor died without its ordered stop
+        (tmp_path / "ps.json").write_text(json.dumps(state))
+        said = []
+        assert stop_leftovers(tmp_path, said.append) == ["orphan"]
+        assert orphan.wait(10) is not None and "orphan" in said[0]
+        assert stranger.poll() is None  # not a foundry process (a reused pid, say): left alone
+    finally:
+        sup.stop(["worker"], timeout=5)

@@ -76,6 +76,22 @@ def test_exporter_port_must_be_a_number(monkeypatch):
     assert metrics.start_exporter() is None
 
 
+def test_a_port_in_use_leaves_the_process_running_without_an_exporter(monkeypatch, caplog):
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        monkeypatch.setattr(metrics, "_started", {})
+        monkeypatch.setenv("FOUNDRY_METRICS_PORT", str(busy.getsockname()[1]))
+        assert metrics.start_exporter() is None
+        assert not metrics.exporter_enabled()
+        assert "metrics exporter not started" in caplog.text
+    finally:
+        busy.close()
+
+
 def test_a_source_counts_what_it_publishes(tmp_path):
     from streams.sources.progress import CheckpointStore
     from streams.sources.synthetic import SyntheticConfig, SyntheticSource
