@@ -12,6 +12,7 @@ its settings given once, in the environment:
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -78,12 +79,19 @@ class KafkaSecurity:
         return sec
 
 
+# librdkafka's own lines (a broker still loading its coordinator at start-up, a refused connection, a
+# purged queue at close) go through logging under this name instead of straight to stderr: they show
+# where the process configures logging (the services), not on a command's console.
+CLIENT_LOG = logging.getLogger("librdkafka")
+CLIENT_LOG.addHandler(logging.NullHandler())
+
+
 def confluent_config(bootstrap: str, extra: Mapping[str, Any] | None = None, *,
                      security: KafkaSecurity | None = None) -> dict[str, Any]:
     """A confluent-kafka (librdkafka) configuration: the bootstrap servers, the security
     settings from the environment, then the caller's own keys (``extra``)."""
     sec = security or KafkaSecurity.from_env()
-    conf: dict[str, Any] = {"bootstrap.servers": bootstrap}
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": CLIENT_LOG}
     if sec.protocol != "PLAINTEXT":
         conf["security.protocol"] = sec.protocol
     if sec.uses_sasl:

@@ -14,15 +14,8 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from iolayer.kafka_config import confluent_config
+from iolayer.kafka_config import CLIENT_LOG, confluent_config  # noqa: F401 (CLIENT_LOG: also imported from here)
 from schemas import Record
-
-
-# librdkafka's own lines (a broker still loading its coordinator at start-up, a refused
-# connection) go through logging under this name instead of straight to stderr; they show
-# where the process configures logging (the services), not on a command's console.
-CLIENT_LOG = logging.getLogger("librdkafka")
-CLIENT_LOG.addHandler(logging.NullHandler())
 
 
 class BrokerUnavailable(RuntimeError):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from iolayer.kafka_config import KafkaSecurity, KafkaSettingsError, aiokafka_config, confluent_config, faust_credentials
+from iolayer.kafka_config import CLIENT_LOG, KafkaSecurity, KafkaSettingsError, aiokafka_config, confluent_config, faust_credentials
 
 
 def test_plaintext_by_default_and_caller_keys_win():
     sec = KafkaSecurity.from_env({})
     conf = confluent_config("b:9092", {"group.id": "g", "bootstrap.servers": "other:1"}, security=sec)
+    assert conf.pop("logger") is CLIENT_LOG  # librdkafka's lines go through logging, not to stderr
     assert conf == {"bootstrap.servers": "other:1", "group.id": "g"}
     assert aiokafka_config(security=sec) == {"security_protocol": "PLAINTEXT"}
     assert faust_credentials(security=sec) is None
@@ -23,6 +24,7 @@ def test_sasl_ssl_reaches_every_client(tmp_path):
            "FOUNDRY_KAFKA_SSL_CAFILE": str(ca)}
     sec = KafkaSecurity.from_env(env)
     conf = confluent_config("b:9093", security=sec)
+    conf.pop("logger")
     assert conf == {"bootstrap.servers": "b:9093", "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
                     "sasl.username": "svc", "sasl.password": "pw", "ssl.ca.location": str(ca)}
 
