@@ -173,12 +173,6 @@ class Supervisor:
         """Every process of ``kind`` has finished by itself (exit 0 under ``on-failure``)."""
         return all(c.state == "done" for c in self.children.values() if c.spec.kind == kind)
 
-    def tail(self, name: str, chars: int = 2000) -> str:
-        try:
-            return self.children[name].log.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
     def wait_until(self, done: Callable[[], bool], timeout: float, every_s: float = 0.5) -> bool:
         """Keep supervising (restarts included) until ``done()`` or the timeout."""
         deadline = time.monotonic() + timeout
